@@ -1,0 +1,315 @@
+// One-launch, multi-block MoE align & sort (framework-free; CUDA and HIP).
+//
+// Contract: sgl_kernel.moe_align_block_size (0.4.5) as sglang calls it, with a
+// stable order: inside each bucket the pair indices ascend. An id x goes to
+// bucket x + 1 (EP's -1 -> bucket 0); an id outside [-1, num_buckets - 2] goes
+// to bucket 0 too, so no input reads or writes out of bounds.
+//
+// Shape of the work (distributed count, cumsum, parallel placement):
+//   1. Pair index space is cut into one contiguous chunk per warp of the grid,
+//      ordered by (block, warp). Each warp counts its chunk into its own row of
+//      a shared-memory histogram (match_any groups equal buckets; no atomics).
+//   2. Rows are scanned over the warps of the block: each warp's offset inside
+//      the block, and the block's total per bucket, published to global memory.
+//   3. One grid barrier. Every block reads all blocks' totals: its own offset
+//      (sum over lower blocks) and the grand totals; then the padded exclusive
+//      cumsum over buckets, redundantly in each block (cheaper than a second
+//      barrier).
+//   4. expert_ids, padding slots and the tail are written grid-stride; each warp
+//      re-reads its chunk (from L2) and places every pair at
+//      start[bucket] + lower blocks + lower warps + lower lanes.
+// A grid of one block skips the barrier: that is the small-input path.
+#pragma once
+
+#include "portability.cuh"
+
+namespace ske {
+
+template <typename IdT>
+struct MoeAlignParams {
+  const IdT* topk_ids;
+  int32_t* sorted_token_ids;
+  int32_t* expert_ids;
+  int32_t* num_tokens_post_pad;
+  int32_t* cumsum;      // num_buckets + 1 entries: padded starts, then the total
+  int32_t* block_hist;  // gridDim.x * num_buckets scratch; unused with one block
+  int32_t numel;
+  int32_t num_buckets;
+  int32_t block_size;
+  int32_t sorted_len;
+  int32_t per_warp;  // pairs per warp chunk
+  int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
+  bool pad_sorted_token_ids;
+  bool ignore_invalid_expert;
+};
+
+// Shared memory: warp_hist[warps][N] | prefix[N] | count[N] | start[N + 1] | scan[32]
+inline size_t moe_align_smem_bytes(int warps, int num_buckets) {
+  return sizeof(int32_t) * (static_cast<size_t>(warps + 2) * num_buckets + num_buckets + 1 + 32);
+}
+
+template <typename IdT>
+__device__ __forceinline__ int bucket_key(const MoeAlignParams<IdT>& p, int64_t i, int64_t end) {
+  if (i >= end) return p.num_buckets;
+  const int64_t b = static_cast<int64_t>(p.topk_ids[i]) + 1;
+  const int key = (b >= 0 && b < p.num_buckets) ? static_cast<int>(b) : 0;
+  return (key == 0 && p.ignore_invalid_expert) ? p.num_buckets : key;
+}
+
+// Pairs per lane loaded together: their loads are all in flight at once.
+constexpr int kSteps = 16;
+
+template <int kSteps, int kWarpSize, typename IdT>
+__device__ __forceinline__ void load_keys(const MoeAlignParams<IdT>& p, int64_t r0, int64_t end, int lane,
+                                          int (&keys)[kSteps]) {
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) keys[s] = bucket_key(p, r0 + s * kWarpSize + lane, end);
+}
+
+template <int kWarpSize>
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
+#pragma unroll
+  for (int d = 1; d < kWarpSize; d <<= 1) {
+    const int n = shfl_up<kWarpSize>(v, d);
+    if (lane >= d) v += n;
+  }
+  return v;
+}
+
+// count[e] <- start[e] (the bucket's pair count); start <- exclusive scan of the
+// padded counts, start[n] = total. Returns the total.
+template <int kWarpSize>
+__device__ int padded_exclusive_scan(int32_t* start, int32_t* count, int n, int block_size, int32_t* scan) {
+  const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
+  const int warps = blockDim.x / kWarpSize;
+  const int per_thread = (n + blockDim.x - 1) / blockDim.x;
+  const int lo = min(n, tid * per_thread), hi = min(n, lo + per_thread);
+  int sum = 0;
+  for (int e = lo; e < hi; ++e) {
+    const int c = start[e];
+    count[e] = c;
+    sum += (c + block_size - 1) / block_size * block_size;
+  }
+  const int incl = warp_inclusive_scan<kWarpSize>(sum, lane);
+  if (lane == kWarpSize - 1) scan[warp] = incl;
+  __syncthreads();
+  if (warp == 0) {
+    const int v = lane < warps ? scan[lane] : 0;
+    const int x = warp_inclusive_scan<kWarpSize>(v, lane);
+    if (lane < warps) scan[lane] = x - v;
+  }
+  __syncthreads();
+  int run = scan[warp] + incl - sum;
+  for (int e = lo; e < hi; ++e) {
+    start[e] = run;
+    run += (count[e] + block_size - 1) / block_size * block_size;
+  }
+  if (tid == blockDim.x - 1) start[n] = run;
+  __syncthreads();
+  return start[n];
+}
+
+template <typename IdT, int kWarpSize>
+__global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<IdT> p) {
+  using Mask = LaneMask<kWarpSize>;
+  extern __shared__ int32_t smem[];
+  const int N = p.num_buckets;
+  const int tid = threadIdx.x, bdim = blockDim.x;
+  const int lane = tid % kWarpSize, warp = tid / kWarpSize, warps = bdim / kWarpSize;
+  int32_t* warp_hist = smem;
+  int32_t* prefix = warp_hist + warps * N;
+  int32_t* count = prefix + N;
+  int32_t* start = count + N;
+  int32_t* scan = start + N + 1;
+  int32_t* my_hist = warp_hist + warp * N;
+  const Mask lanes_below = (Mask(1) << lane) - 1;
+
+  for (int i = tid; i < warps * N; i += bdim) warp_hist[i] = 0;
+  __syncthreads();
+
+  const int64_t chunk = static_cast<int64_t>(blockIdx.x) * warps + warp;
+  const int64_t begin = min(chunk * p.per_warp, static_cast<int64_t>(p.numel));
+  const int64_t end = min(begin + p.per_warp, static_cast<int64_t>(p.numel));
+
+  // 1. Count this warp's chunk, kSteps pairs per lane per round.
+  const int64_t round_len = int64_t(kSteps) * kWarpSize;
+  const bool keys_stay = end - begin <= round_len;  // one round: keep keys for step 4
+  int keys[kSteps];
+  for (int64_t r0 = begin; r0 < end; r0 += round_len) {
+    load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      if (r0 + s * kWarpSize >= end) break;
+      const int key = keys[s];
+      const Mask peers = match_any<kWarpSize>(key, p.key_bits);
+      if (key != N && lane == lowest_lane(peers)) my_hist[key] += popcount(peers);
+      sync_warp();
+    }
+  }
+  __syncthreads();
+
+  // 2. Offsets of the warps inside the block; the block's totals.
+  for (int e = tid; e < N; e += bdim) {
+    int run = 0;
+    for (int w = 0; w < warps; ++w) {
+      const int c = warp_hist[w * N + e];
+      warp_hist[w * N + e] = run;
+      run += c;
+    }
+    start[e] = run;
+    prefix[e] = 0;
+    if (gridDim.x > 1) p.block_hist[static_cast<int64_t>(blockIdx.x) * N + e] = run;
+  }
+
+  // 3. Totals and lower-block offsets from every block.
+  if (gridDim.x > 1) {
+    __threadfence();
+    grid_sync();
+    for (int e = tid; e < N; e += bdim) start[e] = 0;
+    __syncthreads();
+    const int64_t cells = static_cast<int64_t>(gridDim.x) * N;
+    for (int64_t i = tid; i < cells; i += bdim) {
+      const int c = load_from_other_block(p.block_hist + i);
+      if (c == 0) continue;
+      const int b = static_cast<int>(i / N), e = static_cast<int>(i - static_cast<int64_t>(b) * N);
+      atomicAdd(&start[e], c);
+      if (b < static_cast<int>(blockIdx.x)) atomicAdd(&prefix[e], c);
+    }
+  }
+  __syncthreads();
+  const int total = padded_exclusive_scan<kWarpSize>(start, count, N, p.block_size, scan);
+
+  if (blockIdx.x == 0) {
+    for (int e = tid; e <= N; e += bdim) p.cumsum[e] = start[e];
+    if (tid == 0) *p.num_tokens_post_pad = total;
+  }
+  for (int i = tid; i < warps * N; i += bdim) {
+    const int e = i % N;
+    warp_hist[i] += start[e] + prefix[e];
+  }
+
+  // 4a. expert_ids, padding and tail: grid-stride, independent of placement.
+  const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
+  const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
+  const int num_m_blocks = total / p.block_size;
+  for (int64_t m = gtid; m < num_m_blocks; m += gthreads) {
+    const int pos = static_cast<int>(m) * p.block_size;
+    int lo = 0, hi = N;  // first bucket whose end is past pos
+    while (lo < hi) {
+      const int mid = (lo + hi) >> 1;
+      if (start[mid + 1] <= pos)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    p.expert_ids[m] = lo - 1;
+  }
+  if (p.pad_sorted_token_ids) {
+    const int gwarps = gridDim.x * warps;
+    for (int e = static_cast<int>(blockIdx.x) * warps + warp; e < N; e += gwarps) {
+      for (int q = start[e] + count[e] + lane; q < start[e + 1]; q += kWarpSize) p.sorted_token_ids[q] = p.numel;
+    }
+    for (int64_t q = total + gtid; q < p.sorted_len; q += gthreads) p.sorted_token_ids[q] = p.numel;
+  }
+  __syncthreads();
+
+  // 4b. Stable placement.
+  for (int64_t r0 = begin; r0 < end; r0 += round_len) {
+    if (!keys_stay) load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      if (r0 + s * kWarpSize >= end) break;
+      const int key = keys[s];
+      const Mask peers = match_any<kWarpSize>(key, p.key_bits);
+      const int slot = key != N ? my_hist[key] + popcount(peers & lanes_below) : 0;
+      sync_warp();
+      if (key != N) {
+        p.sorted_token_ids[slot] = static_cast<int32_t>(r0 + s * kWarpSize + lane);
+        if (lane == lowest_lane(peers)) my_hist[key] += popcount(peers);
+      }
+      sync_warp();
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Host side: choose the grid, then launch.
+
+struct MoeAlignPlan {
+  int grid;
+  int block;
+  size_t smem;
+  int per_warp;
+};
+
+// Pairs per warp the plan aims for: eight loads per lane, all in flight at once.
+constexpr int kTargetPairsPerWarp = 8 * 32;
+// After the barrier each block reads grid * num_buckets totals; keep the sum over
+// blocks (grid^2 * num_buckets ints, from L2) near this.
+constexpr int64_t kTotalsReadBudget = int64_t(1) << 20;
+
+inline int max_supported_buckets(const DeviceLimits& dev) {
+  // One warp's row plus the per-bucket arrays must fit one block's shared memory.
+  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - 32) / 4);
+}
+
+inline int isqrt(int64_t x) {
+  int64_t r = 0;
+  while ((r + 1) * (r + 1) <= x) ++r;
+  return static_cast<int>(r);
+}
+
+// max_coresident(block, smem) -> blocks of that shape the device holds at once.
+template <typename CoresidentFn>
+MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
+                            CoresidentFn max_coresident) {
+  // Warps per block: bounded by shared memory (one histogram row each), and to
+  // at most 48 KiB of rows so large expert counts still fit several blocks per SM.
+  const size_t row = sizeof(int32_t) * static_cast<size_t>(num_buckets);
+  int warp_cap = 1024 / warp_size;
+  while (warp_cap > 1 && (moe_align_smem_bytes(warp_cap, num_buckets) > size_t(dev.smem_per_block_optin) ||
+                          row * warp_cap > (size_t(48) << 10)))
+    --warp_cap;
+  const int64_t warps_wanted = (int64_t(numel) + kTargetPairsPerWarp - 1) / kTargetPairsPerWarp;
+  int warps, grid = 1;
+  if (warps_wanted <= warp_cap || !dev.cooperative) {
+    warps = static_cast<int>(warps_wanted < 4 ? 4 : warps_wanted);
+    warps = warps < warp_cap ? warps : warp_cap;
+  } else {
+    warps = warp_cap;
+    const int64_t blocks_wanted = (warps_wanted + warps - 1) / warps;
+    const int by_totals = isqrt(kTotalsReadBudget / num_buckets);
+    grid = static_cast<int>(blocks_wanted < by_totals ? blocks_wanted : by_totals);
+    const int fits = max_coresident(warps * warp_size, moe_align_smem_bytes(warps, num_buckets));
+    grid = grid < fits ? grid : fits;
+    if (grid < 1) grid = 1;
+  }
+  MoeAlignPlan plan;
+  plan.grid = grid;
+  plan.block = warps * warp_size;
+  plan.smem = moe_align_smem_bytes(warps, num_buckets);
+  const int64_t warps_total = int64_t(grid) * warps;
+  plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
+  if (plan.per_warp < 1) plan.per_warp = 1;
+  return plan;
+}
+
+inline int bit_width(int x) {
+  int bits = 0;
+  while ((1 << bits) <= x) ++bits;
+  return bits;
+}
+
+// Launch with a given plan; block_hist must hold plan.grid * num_buckets ints
+// when plan.grid > 1.
+template <typename IdT, int kWarpSize>
+gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
+  p.per_warp = plan.per_warp;
+  p.key_bits = bit_width(p.num_buckets);
+  auto kernel = moe_align_kernel<IdT, kWarpSize>;
+  void* args[] = {&p};
+  if (plan.grid > 1) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
+  return launch_plain(kernel, 1, plan.block, args, plan.smem, stream);
+}
+
+}  // namespace ske

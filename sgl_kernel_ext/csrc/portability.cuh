@@ -1,0 +1,187 @@
+// The few vendor differences the MoE align kernel touches, in one place, so that
+// moe_align.cuh builds unchanged with nvcc and with hipcc (HIP_PLATFORM=amd).
+#pragma once
+
+#include <cstdint>
+
+#if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__) || defined(USE_ROCM)
+#define SKE_HIP 1
+#include <hip/hip_cooperative_groups.h>
+#include <hip/hip_runtime.h>
+#else
+#include <cooperative_groups.h>
+#include <cuda_runtime.h>
+#endif
+
+namespace ske {
+
+#if defined(SKE_HIP)
+using gpuStream_t = hipStream_t;
+using gpuError_t = hipError_t;
+constexpr gpuError_t kGpuSuccess = hipSuccess;
+#else
+using gpuStream_t = cudaStream_t;
+using gpuError_t = cudaError_t;
+constexpr gpuError_t kGpuSuccess = cudaSuccess;
+#endif
+
+// Warp size of the device code being compiled; host code picks a template
+// instance from the runtime's warpSize instead.
+#if defined(SKE_HIP)
+#if defined(__GFX10__) || defined(__GFX11__) || defined(__GFX12__)
+constexpr int kDeviceWarpSize = 32;
+#else
+constexpr int kDeviceWarpSize = 64;
+#endif
+#else
+constexpr int kDeviceWarpSize = 32;
+#endif
+
+template <int kWarpSize>
+struct LaneMaskOf;
+template <>
+struct LaneMaskOf<32> {
+  using type = uint32_t;
+};
+template <>
+struct LaneMaskOf<64> {
+  using type = uint64_t;
+};
+template <int kWarpSize>
+using LaneMask = typename LaneMaskOf<kWarpSize>::type;
+
+__device__ __forceinline__ int popcount(uint32_t x) { return __popc(x); }
+__device__ __forceinline__ int popcount(uint64_t x) { return __popcll(x); }
+__device__ __forceinline__ int lowest_lane(uint32_t x) { return __ffs(x) - 1; }
+__device__ __forceinline__ int lowest_lane(uint64_t x) { return __ffsll(static_cast<unsigned long long>(x)) - 1; }
+
+template <int kWarpSize>
+__device__ __forceinline__ LaneMask<kWarpSize> ballot(bool pred) {
+#if defined(SKE_HIP)
+  return static_cast<LaneMask<kWarpSize>>(__ballot(pred));
+#else
+  return __ballot_sync(0xffffffffu, pred);
+#endif
+}
+
+// Lanes whose key equals this lane's. Every lane of the warp must call it.
+// key < 2**key_bits for all lanes.
+template <int kWarpSize>
+__device__ __forceinline__ LaneMask<kWarpSize> match_any(int key, int key_bits) {
+#if !defined(SKE_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+  (void)key_bits;
+  return __match_any_sync(0xffffffffu, key);
+#else
+  LaneMask<kWarpSize> peers = ~LaneMask<kWarpSize>(0);
+  for (int bit = 0; bit < key_bits; ++bit) {
+    const bool set = (key >> bit) & 1;
+    const LaneMask<kWarpSize> b = ballot<kWarpSize>(set);
+    peers &= set ? b : ~b;
+  }
+  return peers;
+#endif
+}
+
+template <int kWarpSize>
+__device__ __forceinline__ int shfl_up(int v, int delta) {
+#if defined(SKE_HIP)
+  return __shfl_up(v, delta, kWarpSize);
+#else
+  return __shfl_up_sync(0xffffffffu, v, delta, kWarpSize);
+#endif
+}
+
+__device__ __forceinline__ void sync_warp() {
+#if defined(SKE_HIP)
+  __builtin_amdgcn_wave_barrier();
+#else
+  __syncwarp();
+#endif
+}
+
+// Read a value another block wrote before the last grid barrier: skip the
+// (non-coherent) L1 so no stale line can be returned.
+__device__ __forceinline__ int load_from_other_block(const int* p) {
+#if defined(SKE_HIP)
+  return __atomic_load_n(p, __ATOMIC_RELAXED);
+#else
+  return __ldcg(p);
+#endif
+}
+
+__device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sync(); }
+
+template <typename Kernel>
+inline gpuError_t launch_cooperative(Kernel kernel, int grid, int block, void** args, size_t smem,
+                                     gpuStream_t stream) {
+#if defined(SKE_HIP)
+  return hipLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), args,
+                                    static_cast<unsigned int>(smem), stream);
+#else
+  return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), args, smem,
+                                     stream);
+#endif
+}
+
+template <typename Kernel>
+inline gpuError_t launch_plain(Kernel kernel, int grid, int block, void** args, size_t smem, gpuStream_t stream) {
+#if defined(SKE_HIP)
+  return hipLaunchKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), args, smem, stream);
+#else
+  return cudaLaunchKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), args, smem, stream);
+#endif
+}
+
+template <typename Kernel>
+inline gpuError_t max_blocks_per_sm(int* out, Kernel kernel, int block, size_t smem) {
+#if defined(SKE_HIP)
+  return hipOccupancyMaxActiveBlocksPerMultiprocessor(out, kernel, block, smem);
+#else
+  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, kernel, block, smem);
+#endif
+}
+
+template <typename Kernel>
+inline gpuError_t allow_dynamic_smem(Kernel kernel, int bytes) {
+#if defined(SKE_HIP)
+  return hipFuncSetAttribute(reinterpret_cast<const void*>(kernel), hipFuncAttributeMaxDynamicSharedMemorySize,
+                             bytes);
+#else
+  return cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+#endif
+}
+
+inline const char* error_string(gpuError_t err) {
+#if defined(SKE_HIP)
+  return hipGetErrorString(err);
+#else
+  return cudaGetErrorString(err);
+#endif
+}
+
+struct DeviceLimits {
+  int sm_count;
+  int warp_size;
+  int smem_per_block_optin;
+  bool cooperative;
+};
+
+inline gpuError_t query_device(int device, DeviceLimits* out) {
+#if defined(SKE_HIP)
+  hipDeviceProp_t prop;
+  gpuError_t err = hipGetDeviceProperties(&prop, device);
+  if (err != kGpuSuccess) return err;
+  out->smem_per_block_optin = static_cast<int>(prop.sharedMemPerBlock);
+#else
+  cudaDeviceProp prop;
+  gpuError_t err = cudaGetDeviceProperties(&prop, device);
+  if (err != kGpuSuccess) return err;
+  out->smem_per_block_optin = static_cast<int>(prop.sharedMemPerBlockOptin);
+#endif
+  out->sm_count = prop.multiProcessorCount;
+  out->warp_size = prop.warpSize;
+  out->cooperative = prop.cooperativeLaunch != 0;
+  return kGpuSuccess;
+}
+
+}  // namespace ske

@@ -1,0 +1,6 @@
+// Explicit instances of the kernel header, built on machines without a GPU
+// (CI) to catch compile errors and read register / shared-memory / spill reports.
+#include "../../sgl_kernel_ext/csrc/moe_align.cuh"
+
+template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int32_t>);
+template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int64_t>);

@@ -1,0 +1,55 @@
+"""Differential tests against the real sgl_kernel 0.4.5 (skipped where it is not installed).
+
+Upstream orders pairs inside an expert's run by atomics, so its runs are sorted
+before comparing; everything else must match bit for bit, including what lands
+in padding and past num_tokens_post_pad.
+"""
+
+import itertools
+import random
+
+import pytest
+import torch
+
+from sgl_kernel_ext import moe_align_block_size
+from sgl_kernel_ext.testing import make_topk_ids, poisoned_outputs, sort_within_segments
+
+sgl_kernel = pytest.importorskip("sgl_kernel")
+
+
+def _both(ids, buckets, block, pad, ignore):
+    ours = poisoned_outputs(ids.numel(), buckets, block)
+    theirs = tuple(t.clone() for t in ours)
+    moe_align_block_size(ids, buckets, block, *ours, pad, ignore)
+    sgl_kernel.moe_align_block_size(ids, buckets, block, *theirs, pad, ignore)
+    torch.cuda.synchronize()
+    return ours, theirs
+
+
+def _compare(ours, theirs, block):
+    total = int(theirs[2])
+    assert int(ours[2]) == total, "num_tokens_post_pad"
+    assert torch.equal(ours[1], theirs[1]), "expert_ids (whole buffer)"
+    upstream_sorted = sort_within_segments(theirs[0], theirs[1], total, block)
+    assert torch.equal(ours[0], upstream_sorted), "sorted_token_ids (whole buffer, runs sorted)"
+
+
+CASES = list(itertools.product(
+    [1, 3, 100, 127, 1000, 4096, 16384, 65536],  # tokens
+    [(256, 8), (8, 2), (60, 4), (128, 8), (512, 10), (1024, 8)],  # experts, topk
+    [16, 64, 128],  # block
+    [torch.int32, torch.int64],
+))
+
+
+@pytest.mark.parametrize("pad,ignore", [(True, False), (False, False), (True, True), (False, True)])
+@pytest.mark.parametrize("dist", ["distinct", "skewed", "ep_mix", "one_expert"])
+def test_matches_sgl_kernel(pad, ignore, dist):
+    rng = random.Random()
+    for tokens, (experts, topk), block, dtype in rng.sample(CASES, 60):
+        ids = make_topk_ids(tokens, topk, experts, dist, dtype)
+        ours, theirs = _both(ids, experts + 1, block, pad, ignore)
+        try:
+            _compare(ours, theirs, block)
+        except AssertionError as err:
+            raise AssertionError(f"tokens={tokens} experts={experts} topk={topk} block={block} {dtype}: {err}")
