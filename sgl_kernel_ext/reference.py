@@ -12,8 +12,10 @@ Contract (sgl_kernel 0.4.5 call convention, as sglang 0.5.17 uses it):
     ``pad_sorted_token_ids``; otherwise they are left as they were.
   * ``ignore_invalid_expert``: bucket 0 (-1 and other invalid ids) is dropped:
     those pairs are neither counted nor placed.
-  * ``cumsum_buffer[:num_experts + 1]`` receives the padded start offsets of the
-    buckets followed by the total (upstream treats it as scratch).
+  * ``cumsum_buffer[:num_experts]`` receives where each bucket's real pairs end
+    (padded start + count) and ``cumsum_buffer[num_experts]`` the total: what
+    upstream's multi-block path leaves there (its small-input path leaves the
+    buffer untouched; sglang never reads it).
 """
 
 from __future__ import annotations
@@ -73,4 +75,5 @@ def moe_align_block_size_ref(
     )
     expert_ids[:num_blocks] = (block_bucket - 1).to(expert_ids)
     num_tokens_post_pad[0] = total
-    cumsum_buffer[: num_experts + 1] = starts.to(cumsum_buffer)
+    cumsum_buffer[:num_experts] = (starts[:-1] + counts).to(cumsum_buffer)
+    cumsum_buffer[num_experts] = total

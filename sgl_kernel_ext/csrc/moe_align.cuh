@@ -31,7 +31,7 @@ struct MoeAlignParams {
   int32_t* sorted_token_ids;
   int32_t* expert_ids;
   int32_t* num_tokens_post_pad;
-  int32_t* cumsum;      // num_buckets + 1 entries: padded starts, then the total
+  int32_t* cumsum;      // num_buckets + 1 entries: end of each bucket's real pairs, then the total
   int32_t* block_hist;  // gridDim.x * num_buckets scratch; unused with one block
   int32_t numel;
   int32_t num_buckets;
@@ -180,7 +180,9 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
   const int total = padded_exclusive_scan<kWarpSize>(start, count, N, p.block_size, scan);
 
   if (blockIdx.x == 0) {
-    for (int e = tid; e <= N; e += bdim) p.cumsum[e] = start[e];
+    // What upstream's atomics leave there: where each bucket's real pairs end.
+    for (int e = tid; e < N; e += bdim) p.cumsum[e] = start[e] + count[e];
+    if (tid == 0) p.cumsum[N] = total;
     if (tid == 0) *p.num_tokens_post_pad = total;
   }
   for (int i = tid; i < warps * N; i += bdim) {

@@ -1,4 +1,5 @@
 // Thin torch binding: argument checks, grid planning cache, scratch allocation.
+#include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
