@@ -191,6 +191,7 @@ def moe_align_for_fused_moe(
     """
     if _CHECK_IDS:
         check_ids(topk_ids, num_experts + 1)
-    load()
+    if not torch.compiler.is_compiling():
+        load()
     return torch.ops.sgl_kernel_ext.moe_align_for_fused_moe(topk_ids, block_size, num_experts,
                                                             ignore_invalid_expert)

@@ -1,0 +1,22 @@
+"""A few calls covering every path of the kernel; run under compute-sanitizer by sanitize.sh."""
+
+import torch
+
+from sgl_kernel_ext import moe_align_block_size
+from sgl_kernel_ext.testing import make_topk_ids, mismatch, run_both
+
+cases = [  # tokens, topk, experts, block, dist, dtype, pad, ignore
+    (1, 8, 256, 64, "distinct", torch.int32, True, False),
+    (100, 2, 8, 16, "uniform", torch.int64, False, False),
+    (3000, 8, 256, 64, "ep_mix", torch.int32, True, True),
+    (20000, 8, 256, 128, "skewed", torch.int32, True, False),
+    (20000, 10, 1024, 16, "uniform", torch.int64, True, False),
+    (65536, 8, 384, 64, "one_expert", torch.int32, False, False),
+]
+for tokens, topk, experts, block, dist, dtype, pad, ignore in cases:
+    ids = make_topk_ids(tokens, topk, experts, dist, dtype)
+    ours, ref = run_both(moe_align_block_size, ids, experts + 1, block, pad, ignore)
+    err = mismatch(ours, ref, experts + 1)
+    assert err is None, err
+torch.cuda.synchronize()
+print(f"{len(cases)} sanitizer cases ran and matched the reference")
