@@ -169,4 +169,6 @@ def test_torch_compile_traces_the_op():
     ids = make_topk_ids(1000, 8, experts, "uniform")
     got = f(ids)
     want = moe_align_for_fused_moe(ids, block, experts)
-    assert all(torch.equal(a, b) for a, b in zip(got, want))
+    used_blocks = int(want[2]) // block  # expert_ids past them is uninitialized memory
+    assert torch.equal(got[0], want[0]) and torch.equal(got[2], want[2])
+    assert torch.equal(got[1][:used_blocks], want[1][:used_blocks])
