@@ -109,7 +109,7 @@ __device__ int padded_exclusive_scan(int32_t* start, int32_t* count, int n, int 
   return start[n];
 }
 
-template <typename IdT, int kWarpSize>
+template <typename IdT, int kWarpSize, bool kMatchAny>
 __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
@@ -139,11 +139,7 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
-      if (r0 + s * kWarpSize >= end) break;
-      const int key = keys[s];
-      const Mask peers = match_any<kWarpSize>(key, p.key_bits);
-      if (key != N && lane == lowest_lane(peers)) my_hist[key] += popcount(peers);
-      sync_warp();
+      if (keys[s] != N) atomicAdd(&my_hist[keys[s]], 1);  // counts need no order
     }
   }
   __syncthreads();
@@ -167,13 +163,21 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     grid_sync();
     for (int e = tid; e < N; e += bdim) start[e] = 0;
     __syncthreads();
-    const int64_t cells = static_cast<int64_t>(gridDim.x) * N;
-    for (int64_t i = tid; i < cells; i += bdim) {
-      const int c = load_from_other_block(p.block_hist + i);
-      if (c == 0) continue;
-      const int b = static_cast<int>(i / N), e = static_cast<int>(i - static_cast<int64_t>(b) * N);
-      atomicAdd(&start[e], c);
-      if (b < static_cast<int>(blockIdx.x)) atomicAdd(&prefix[e], c);
+    // Cell i = b * N + e, walked without a division per cell.
+    const int rows_per_step = bdim / N, cols_per_step = bdim - rows_per_step * N;
+    int b = tid / N, e = tid - (tid / N) * N;
+    for (; b < static_cast<int>(gridDim.x);) {
+      const int c = load_from_other_block(p.block_hist + static_cast<int64_t>(b) * N + e);
+      if (c != 0) {
+        atomicAdd(&start[e], c);
+        if (b < static_cast<int>(blockIdx.x)) atomicAdd(&prefix[e], c);
+      }
+      b += rows_per_step;
+      e += cols_per_step;
+      if (e >= N) {
+        e -= N;
+        ++b;
+      }
     }
   }
   __syncthreads();
@@ -185,9 +189,9 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     if (tid == 0) p.cumsum[N] = total;
     if (tid == 0) *p.num_tokens_post_pad = total;
   }
-  for (int i = tid; i < warps * N; i += bdim) {
-    const int e = i % N;
-    warp_hist[i] += start[e] + prefix[e];
+  for (int e = tid; e < N; e += bdim) {
+    const int base = start[e] + prefix[e];
+    for (int w = 0; w < warps; ++w) warp_hist[w * N + e] += base;
   }
 
   // 4a. expert_ids, padding and tail: grid-stride, independent of placement.
@@ -207,9 +211,8 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     p.expert_ids[m] = lo - 1;
   }
   if (p.pad_sorted_token_ids) {
-    const int gwarps = gridDim.x * warps;
-    for (int e = static_cast<int>(blockIdx.x) * warps + warp; e < N; e += gwarps) {
-      for (int q = start[e] + count[e] + lane; q < start[e + 1]; q += kWarpSize) p.sorted_token_ids[q] = p.numel;
+    for (int64_t e = gtid; e < N; e += gthreads) {
+      for (int q = start[e] + count[e]; q < start[e + 1]; ++q) p.sorted_token_ids[q] = p.numel;
     }
     for (int64_t q = total + gtid; q < p.sorted_len; q += gthreads) p.sorted_token_ids[q] = p.numel;
   }
@@ -222,7 +225,7 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     for (int s = 0; s < kSteps; ++s) {
       if (r0 + s * kWarpSize >= end) break;
       const int key = keys[s];
-      const Mask peers = match_any<kWarpSize>(key, p.key_bits);
+      const Mask peers = kMatchAny ? match_any<kWarpSize>(key, p.key_bits) : match_bits<kWarpSize>(key, p.key_bits);
       const int slot = key != N ? my_hist[key] + popcount(peers & lanes_below) : 0;
       sync_warp();
       if (key != N) {
@@ -275,7 +278,7 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev,
   const int64_t warps_wanted = (int64_t(numel) + kTargetPairsPerWarp - 1) / kTargetPairsPerWarp;
   int warps, grid = 1;
   if (warps_wanted <= warp_cap || !dev.cooperative) {
-    warps = static_cast<int>(warps_wanted < 4 ? 4 : warps_wanted);
+    warps = static_cast<int>(warps_wanted < 8 ? 8 : warps_wanted);
     warps = warps < warp_cap ? warps : warp_cap;
   } else {
     warps = warp_cap;
@@ -304,11 +307,11 @@ inline int bit_width(int x) {
 
 // Launch with a given plan; block_hist must hold plan.grid * num_buckets ints
 // when plan.grid > 1.
-template <typename IdT, int kWarpSize>
+template <typename IdT, int kWarpSize, bool kMatchAny>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;
   p.key_bits = bit_width(p.num_buckets);
-  auto kernel = moe_align_kernel<IdT, kWarpSize>;
+  auto kernel = moe_align_kernel<IdT, kWarpSize, kMatchAny>;
   void* args[] = {&p};
   if (plan.grid > 1) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, 1, plan.block, args, plan.smem, stream);
