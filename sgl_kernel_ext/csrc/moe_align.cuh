@@ -32,7 +32,8 @@ struct MoeAlignParams {
   int32_t* expert_ids;
   int32_t* num_tokens_post_pad;
   int32_t* cumsum;      // num_buckets + 1 entries: end of each bucket's real pairs, then the total
-  int32_t* block_hist;  // gridDim.x * num_buckets scratch; unused with one block
+  int32_t* block_hist;  // [gridDim.x][num_buckets]: block totals, then each block's offset from lower blocks
+  int32_t* totals;      // [num_buckets]: totals over the grid (block_hist and totals unused with one block)
   int32_t numel;
   int32_t num_buckets;
   int32_t block_size;
@@ -58,6 +59,22 @@ __device__ __forceinline__ int bucket_key(const MoeAlignParams<IdT>& p, int64_t 
 
 // Pairs per lane loaded together: their loads are all in flight at once.
 constexpr int kSteps = 16;
+// Threads per block: short per-bucket chains over the warp rows, many blocks.
+constexpr int kBlockThreads = 256;
+
+// sorted_token_ids[:] = numel, grid-stride, 16-byte stores for the aligned body.
+template <typename IdT>
+__device__ __forceinline__ void fill_sorted(const MoeAlignParams<IdT>& p, int64_t gtid, int64_t gthreads) {
+  int32_t* out = p.sorted_token_ids;
+  const int64_t n = p.sorted_len;
+  const int64_t head = min(n, static_cast<int64_t>(((16 - (reinterpret_cast<uintptr_t>(out) & 15)) & 15) / 4));
+  const int64_t vecs = (n - head) / 4;
+  for (int64_t i = gtid; i < head; i += gthreads) out[i] = p.numel;
+  int4* body = reinterpret_cast<int4*>(out + head);
+  const int4 v = make_int4(p.numel, p.numel, p.numel, p.numel);
+  for (int64_t i = gtid; i < vecs; i += gthreads) body[i] = v;
+  for (int64_t i = head + vecs * 4 + gtid; i < n; i += gthreads) out[i] = p.numel;
+}
 
 template <int kSteps, int kWarpSize, typename IdT>
 __device__ __forceinline__ void load_keys(const MoeAlignParams<IdT>& p, int64_t r0, int64_t end, int lane,
@@ -110,7 +127,7 @@ __device__ int padded_exclusive_scan(int32_t* start, int32_t* count, int n, int 
 }
 
 template <typename IdT, int kWarpSize, bool kMatchAny>
-__global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<IdT> p) {
+__global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
   const int N = p.num_buckets;
@@ -123,7 +140,10 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
   int32_t* scan = start + N + 1;
   int32_t* my_hist = warp_hist + warp * N;
   const Mask lanes_below = (Mask(1) << lane) - 1;
+  const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
+  const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
 
+  if (p.pad_sorted_token_ids) fill_sorted(p, gtid, gthreads);
   for (int i = tid; i < warps * N; i += bdim) warp_hist[i] = 0;
   __syncthreads();
 
@@ -157,27 +177,28 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     if (gridDim.x > 1) p.block_hist[static_cast<int64_t>(blockIdx.x) * N + e] = run;
   }
 
-  // 3. Totals and lower-block offsets from every block.
+  // 3. Column scan over the blocks, one warp per bucket.
   if (gridDim.x > 1) {
     __threadfence();
     grid_sync();
-    for (int e = tid; e < N; e += bdim) start[e] = 0;
-    __syncthreads();
-    // Cell i = b * N + e, walked without a division per cell.
-    const int rows_per_step = bdim / N, cols_per_step = bdim - rows_per_step * N;
-    int b = tid / N, e = tid - (tid / N) * N;
-    for (; b < static_cast<int>(gridDim.x);) {
-      const int c = load_from_other_block(p.block_hist + static_cast<int64_t>(b) * N + e);
-      if (c != 0) {
-        atomicAdd(&start[e], c);
-        if (b < static_cast<int>(blockIdx.x)) atomicAdd(&prefix[e], c);
+    const int nblocks = gridDim.x;
+    for (int e = blockIdx.x * warps + warp; e < N; e += nblocks * warps) {
+      int carry = 0;
+      for (int b0 = 0; b0 < nblocks; b0 += kWarpSize) {
+        const int b = b0 + lane;
+        int32_t* cell = p.block_hist + static_cast<int64_t>(b) * N + e;
+        const int c = b < nblocks ? load_from_other_block(cell) : 0;
+        const int incl = warp_inclusive_scan<kWarpSize>(c, lane);
+        if (b < nblocks) *cell = carry + incl - c;
+        carry += shfl<kWarpSize>(incl, kWarpSize - 1);
       }
-      b += rows_per_step;
-      e += cols_per_step;
-      if (e >= N) {
-        e -= N;
-        ++b;
-      }
+      if (lane == 0) p.totals[e] = carry;
+    }
+    __threadfence();
+    grid_sync();
+    for (int e = tid; e < N; e += bdim) {
+      start[e] = load_from_other_block(p.totals + e);
+      prefix[e] = load_from_other_block(p.block_hist + static_cast<int64_t>(blockIdx.x) * N + e);
     }
   }
   __syncthreads();
@@ -194,9 +215,7 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
     for (int w = 0; w < warps; ++w) warp_hist[w * N + e] += base;
   }
 
-  // 4a. expert_ids, padding and tail: grid-stride, independent of placement.
-  const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
-  const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
+  // 4a. expert_ids, grid-stride.
   const int num_m_blocks = total / p.block_size;
   for (int64_t m = gtid; m < num_m_blocks; m += gthreads) {
     const int pos = static_cast<int>(m) * p.block_size;
@@ -209,12 +228,6 @@ __global__ void __launch_bounds__(1024) moe_align_kernel(const MoeAlignParams<Id
         hi = mid;
     }
     p.expert_ids[m] = lo - 1;
-  }
-  if (p.pad_sorted_token_ids) {
-    for (int64_t e = gtid; e < N; e += gthreads) {
-      for (int q = start[e] + count[e]; q < start[e + 1]; ++q) p.sorted_token_ids[q] = p.numel;
-    }
-    for (int64_t q = total + gtid; q < p.sorted_len; q += gthreads) p.sorted_token_ids[q] = p.numel;
   }
   __syncthreads();
 
@@ -247,53 +260,32 @@ struct MoeAlignPlan {
   int per_warp;
 };
 
-// Pairs per warp the plan aims for: eight loads per lane, all in flight at once.
-constexpr int kTargetPairsPerWarp = 8 * 32;
-// After the barrier each block reads grid * num_buckets totals; keep the sum over
-// blocks (grid^2 * num_buckets ints, from L2) near this.
-constexpr int64_t kTotalsReadBudget = int64_t(1) << 20;
+// Pairs per lane the plan aims for before adding blocks.
+constexpr int kTargetPairsPerLane = 8;
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
   // One warp's row plus the per-bucket arrays must fit one block's shared memory.
   return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - 32) / 4);
 }
 
-inline int isqrt(int64_t x) {
-  int64_t r = 0;
-  while ((r + 1) * (r + 1) <= x) ++r;
-  return static_cast<int>(r);
-}
-
 // max_coresident(block, smem) -> blocks of that shape the device holds at once.
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident) {
-  // Warps per block: bounded by shared memory (one histogram row each), and to
-  // at most 48 KiB of rows so large expert counts still fit several blocks per SM.
-  const size_t row = sizeof(int32_t) * static_cast<size_t>(num_buckets);
-  int warp_cap = 1024 / warp_size;
-  while (warp_cap > 1 && (moe_align_smem_bytes(warp_cap, num_buckets) > size_t(dev.smem_per_block_optin) ||
-                          row * warp_cap > (size_t(48) << 10)))
-    --warp_cap;
-  const int64_t warps_wanted = (int64_t(numel) + kTargetPairsPerWarp - 1) / kTargetPairsPerWarp;
-  int warps, grid = 1;
-  if (warps_wanted <= warp_cap || !dev.cooperative) {
-    warps = static_cast<int>(warps_wanted < 8 ? 8 : warps_wanted);
-    warps = warps < warp_cap ? warps : warp_cap;
-  } else {
-    warps = warp_cap;
-    const int64_t blocks_wanted = (warps_wanted + warps - 1) / warps;
-    const int by_totals = isqrt(kTotalsReadBudget / num_buckets);
-    grid = static_cast<int>(blocks_wanted < by_totals ? blocks_wanted : by_totals);
-    const int fits = max_coresident(warps * warp_size, moe_align_smem_bytes(warps, num_buckets));
-    grid = grid < fits ? grid : fits;
-    if (grid < 1) grid = 1;
-  }
+  int warps = kBlockThreads / warp_size;
+  while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
   MoeAlignPlan plan;
-  plan.grid = grid;
   plan.block = warps * warp_size;
   plan.smem = moe_align_smem_bytes(warps, num_buckets);
-  const int64_t warps_total = int64_t(grid) * warps;
+  const int64_t per_block = int64_t(plan.block) * kTargetPairsPerLane;
+  int64_t grid = (int64_t(numel) + per_block - 1) / per_block;
+  if (grid > 1 && dev.cooperative) {
+    const int fits = max_coresident(plan.block, plan.smem);
+    grid = grid < fits ? grid : fits;
+  }
+  if (grid < 1 || !dev.cooperative) grid = 1;
+  plan.grid = static_cast<int>(grid);
+  const int64_t warps_total = grid * warps;
   plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
   if (plan.per_warp < 1) plan.per_warp = 1;
   return plan;
@@ -305,8 +297,8 @@ inline int bit_width(int x) {
   return bits;
 }
 
-// Launch with a given plan; block_hist must hold plan.grid * num_buckets ints
-// when plan.grid > 1.
+// Launch with a given plan; with plan.grid > 1, block_hist must hold
+// plan.grid * num_buckets ints and totals num_buckets.
 template <typename IdT, int kWarpSize, bool kMatchAny>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;

@@ -97,6 +97,15 @@ __device__ __forceinline__ int shfl_up(int v, int delta) {
 #endif
 }
 
+template <int kWarpSize>
+__device__ __forceinline__ int shfl(int v, int src_lane) {
+#if defined(SKE_HIP)
+  return __shfl(v, src_lane, kWarpSize);
+#else
+  return __shfl_sync(0xffffffffu, v, src_lane, kWarpSize);
+#endif
+}
+
 __device__ __forceinline__ void sync_warp() {
 #if defined(SKE_HIP)
   __builtin_amdgcn_wave_barrier();

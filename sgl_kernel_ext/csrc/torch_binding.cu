@@ -65,16 +65,17 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, dev, kWarpSize,
       [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); });
-  at::Tensor block_hist;
+  at::Tensor workspace;  // block_hist then totals
   if (plan.grid > 1)
-    block_hist = at::empty({int64_t(plan.grid) * num_buckets}, topk_ids.options().dtype(at::kInt));
+    workspace = at::empty({int64_t(plan.grid + 1) * num_buckets}, topk_ids.options().dtype(at::kInt));
   ske::MoeAlignParams<IdT> p{};
   p.topk_ids = topk_ids.data_ptr<IdT>();
   p.sorted_token_ids = sorted_token_ids.data_ptr<int32_t>();
   p.expert_ids = expert_ids.data_ptr<int32_t>();
   p.num_tokens_post_pad = num_tokens_post_pad.data_ptr<int32_t>();
   p.cumsum = cumsum_buffer.data_ptr<int32_t>();
-  p.block_hist = plan.grid > 1 ? block_hist.data_ptr<int32_t>() : nullptr;
+  p.block_hist = plan.grid > 1 ? workspace.data_ptr<int32_t>() : nullptr;
+  p.totals = plan.grid > 1 ? p.block_hist + int64_t(plan.grid) * num_buckets : nullptr;
   p.numel = numel;
   p.num_buckets = num_buckets;
   p.block_size = block_size;
