@@ -83,12 +83,14 @@ __device__ __forceinline__ void load_keys(const MoeAlignParams<IdT>& p, int64_t 
   for (int s = 0; s < kSteps; ++s) keys[s] = bucket_key(p, r0 + s * kWarpSize + lane, end);
 }
 
+// Inclusive scan over groups of `width` lanes (a power of two <= kWarpSize).
 template <int kWarpSize>
-__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane_in_group, int width = kWarpSize) {
 #pragma unroll
   for (int d = 1; d < kWarpSize; d <<= 1) {
-    const int n = shfl_up<kWarpSize>(v, d);
-    if (lane >= d) v += n;
+    if (d >= width) break;
+    const int n = shfl_up<kWarpSize>(v, d, width);
+    if (lane_in_group >= d) v += n;
   }
   return v;
 }
@@ -177,22 +179,28 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlign
     if (gridDim.x > 1) p.block_hist[static_cast<int64_t>(blockIdx.x) * N + e] = run;
   }
 
-  // 3. Column scan over the blocks, one warp per bucket.
+  // 3. Column scan over the blocks: a group of `lanes` lanes per bucket, so
+  //    a small grid scans many buckets per warp at once.
   if (gridDim.x > 1) {
     __threadfence();
     grid_sync();
     const int nblocks = gridDim.x;
-    for (int e = blockIdx.x * warps + warp; e < N; e += nblocks * warps) {
+    int lanes = 1;
+    while (lanes < nblocks && lanes < kWarpSize) lanes <<= 1;
+    const int sub = lane % lanes, buckets_per_warp = kWarpSize / lanes;
+    for (int e0 = (blockIdx.x * warps + warp) * buckets_per_warp; e0 < N; e0 += nblocks * warps * buckets_per_warp) {
+      const int e = e0 + lane / lanes;
       int carry = 0;
-      for (int b0 = 0; b0 < nblocks; b0 += kWarpSize) {
-        const int b = b0 + lane;
+      for (int b0 = 0; b0 < nblocks; b0 += lanes) {
+        const int b = b0 + sub;
+        const bool valid = b < nblocks && e < N;
         int32_t* cell = p.block_hist + static_cast<int64_t>(b) * N + e;
-        const int c = b < nblocks ? load_from_other_block(cell) : 0;
-        const int incl = warp_inclusive_scan<kWarpSize>(c, lane);
-        if (b < nblocks) *cell = carry + incl - c;
-        carry += shfl<kWarpSize>(incl, kWarpSize - 1);
+        const int c = valid ? load_from_other_block(cell) : 0;
+        const int incl = warp_inclusive_scan<kWarpSize>(c, sub, lanes);
+        if (valid) *cell = carry + incl - c;
+        carry += shfl<kWarpSize>(incl, lanes - 1, lanes);
       }
-      if (lane == 0) p.totals[e] = carry;
+      if (sub == 0 && e < N) p.totals[e] = carry;
     }
     __threadfence();
     grid_sync();
@@ -271,13 +279,13 @@ inline int max_supported_buckets(const DeviceLimits& dev) {
 // max_coresident(block, smem) -> blocks of that shape the device holds at once.
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
-                            CoresidentFn max_coresident) {
+                            CoresidentFn max_coresident, int pairs_per_lane = kTargetPairsPerLane) {
   int warps = kBlockThreads / warp_size;
   while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
   MoeAlignPlan plan;
   plan.block = warps * warp_size;
   plan.smem = moe_align_smem_bytes(warps, num_buckets);
-  const int64_t per_block = int64_t(plan.block) * kTargetPairsPerLane;
+  const int64_t per_block = int64_t(plan.block) * pairs_per_lane;
   int64_t grid = (int64_t(numel) + per_block - 1) / per_block;
   if (grid > 1 && dev.cooperative) {
     const int fits = max_coresident(plan.block, plan.smem);

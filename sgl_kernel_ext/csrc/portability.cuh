@@ -88,21 +88,22 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_any(int key, int key_bits) 
 #endif
 }
 
+// width: lanes per independent group (a power of two <= kWarpSize).
 template <int kWarpSize>
-__device__ __forceinline__ int shfl_up(int v, int delta) {
+__device__ __forceinline__ int shfl_up(int v, int delta, int width = kWarpSize) {
 #if defined(SKE_HIP)
-  return __shfl_up(v, delta, kWarpSize);
+  return __shfl_up(v, delta, width);
 #else
-  return __shfl_up_sync(0xffffffffu, v, delta, kWarpSize);
+  return __shfl_up_sync(0xffffffffu, v, delta, width);
 #endif
 }
 
 template <int kWarpSize>
-__device__ __forceinline__ int shfl(int v, int src_lane) {
+__device__ __forceinline__ int shfl(int v, int src_lane, int width = kWarpSize) {
 #if defined(SKE_HIP)
-  return __shfl(v, src_lane, kWarpSize);
+  return __shfl(v, src_lane, width);
 #else
-  return __shfl_sync(0xffffffffu, v, src_lane, kWarpSize);
+  return __shfl_sync(0xffffffffu, v, src_lane, width);
 #endif
 }
 

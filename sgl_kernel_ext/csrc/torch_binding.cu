@@ -62,9 +62,14 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   auto kernel = ske::moe_align_kernel<IdT, kWarpSize, kMatchAny>;
   allow_smem_once(kernel, dev.smem_per_block_optin);
   const int numel = static_cast<int>(topk_ids.numel());
+  // Tuning knob for benchmarks: pairs per lane before the plan adds blocks.
+  static const int pairs_per_lane = [] {
+    const char* v = std::getenv("SGL_KERNEL_EXT_PAIRS_PER_LANE");
+    return v != nullptr && std::atoi(v) > 0 ? std::atoi(v) : ske::kTargetPairsPerLane;
+  }();
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, dev, kWarpSize,
-      [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); });
+      [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); }, pairs_per_lane);
   at::Tensor workspace;  // block_hist then totals
   if (plan.grid > 1)
     workspace = at::empty({int64_t(plan.grid + 1) * num_buckets}, topk_ids.options().dtype(at::kInt));
