@@ -642,11 +642,17 @@ def main(argv: list[str] | None = None) -> int:
     (build / "resource-usage.md").write_text(md)
 
     print(md)
+    shown: set[tuple[str, ...]] = set()
     for t in targets:
         if t.status != "ok":
             print(f"[{t.status.upper()}] {t.target} ({t.toolchain}): {t.reason}")
-            for line in t.error_excerpt[:12]:
-                print(f"    {line}")
+            excerpt = tuple(t.error_excerpt[:8])
+            if excerpt and excerpt not in shown:
+                shown.add(excerpt)
+                for line in excerpt:
+                    print(f"    {line}")
+            elif excerpt:
+                print("    (same errors as above)")
             if t.log:
                 print(f"    full log: {t.log}")
     print(f"wrote {rel(build / 'resource-usage.json')}, {rel(build / 'resource-usage.md')}, raw logs in {rel(out_dir / 'raw')}")
