@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-python3 -P - <<'EOF'
+python3 - <<'EOF'
 import sys
 
 import torch
