@@ -6,8 +6,8 @@
 
 #if defined(__HIPCC__) || defined(__HIP_PLATFORM_AMD__) || defined(USE_ROCM)
 #define SKE_HIP 1
+#include <hip/hip_runtime.h>  // before the cooperative-groups header, which needs it (ROCm 5.2)
 #include <hip/hip_cooperative_groups.h>
-#include <hip/hip_runtime.h>
 #else
 #include <cooperative_groups.h>
 #include <cuda_runtime.h>
