@@ -111,24 +111,44 @@ def _kill_group(pgid: int) -> None:
         time.sleep(2 if sig == signal.SIGTERM else 0)
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGKILL it if pytest dies (SGLang's own subprocesses in turn
+    die with their parent), so no engine is left holding the GPU."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_isolated(cmd, env: dict, log_path: Path, timeout_s: float, cwd: Path) -> tuple[int | None, float]:
-    """Run ``cmd`` in its own session (process group); kill the whole group at the end.
+    """Run ``cmd`` in its own session (process group); kill the whole group at the end,
+    also on a timeout, Ctrl-C or SIGTERM.
 
     Returns (exit status or None on timeout, seconds).
     """
     t0 = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, cwd=str(cwd), stdout=log, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-        try:
-            rc = proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = None
-        finally:
-            # The engine's scheduler/detokenizer live in the same process group: leave nothing behind.
-            _kill_group(proc.pid)
-            if proc.poll() is None:
-                proc.wait(timeout=30)
+    old = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(cmd, env=env, cwd=str(cwd), stdout=log, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+            try:
+                rc = proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                rc = None
+            finally:
+                # The engine's scheduler/detokenizer live in the same process group: leave nothing behind.
+                _kill_group(proc.pid)
+                if proc.poll() is None:
+                    proc.wait(timeout=30)
+    finally:
+        signal.signal(signal.SIGTERM, old)
     return rc, time.monotonic() - t0
 
 
