@@ -9,10 +9,16 @@ hands the command line to bench_one_batch unchanged:
     python scripts/one_batch_with_plugins.py --model-path DIR --load-format dummy ...
 
 Any bench_one_batch argument works; scripts/bench_e2e.py starts one of these per run.
+
+It also seeds numpy's global generator (``SGL_KERNEL_EXT_BENCH_SEED``, default 0):
+bench_one_batch draws its synthetic prompts with ``np.random.randint`` and, without a
+TP worker, never seeds it, so every process would otherwise route different tokens.
 """
 
 from __future__ import annotations
 
+import os
+import random
 import sys
 
 
@@ -20,6 +26,11 @@ def main() -> None:
     from sglang.srt.plugins import load_plugins
 
     load_plugins()
+    import numpy as np
+
+    seed = int(os.environ.get("SGL_KERNEL_EXT_BENCH_SEED", "0"))
+    random.seed(seed)
+    np.random.seed(seed)
     try:
         from sglang.benchmark.one_batch import cli_main
     except ImportError:  # older layout: the implementation in sglang.bench_one_batch itself
