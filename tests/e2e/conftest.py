@@ -1,6 +1,7 @@
 """Shared set-up of the end-to-end tests: skips, output folder, engine runs.
 
-Everything here is skipped (not failed) without a GPU or without sglang. With
+The engine tests are marked ``e2e`` and skipped (not failed) without a GPU or without
+sglang; ``test_model_folders.py`` runs anywhere (CPU checks of the model folders). With
 both present, the plugin must be installed as a distribution (its entry point in
 group ``sglang.srt.plugins``), or the tests fail saying how to install it.
 
@@ -45,11 +46,16 @@ def _skip_reason() -> str | None:
     return None
 
 
+# Modules here that need neither a GPU nor sglang (checks of the model folders and helpers).
+CPU_MODULES = {"test_model_folders.py"}
+
+
 def pytest_collection_modifyitems(config, items):
     reason = None
     checked = False
     for item in items:
-        if HERE not in Path(str(getattr(item, "path", item.fspath))).resolve().parents:
+        path = Path(str(getattr(item, "path", item.fspath))).resolve()
+        if HERE not in path.parents or path.name in CPU_MODULES:
             continue
         item.add_marker(pytest.mark.e2e)
         if not checked:
