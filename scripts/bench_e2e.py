@@ -512,7 +512,7 @@ def parse_args(argv=None):
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     ap.add_argument("--input-lens", nargs="+", type=int, default=[4096, 16384])
     ap.add_argument("--reps", type=int, default=5, help="processes per arm and model (interleaved on, off, ...)")
-    ap.add_argument("--inner", type=int, default=3,
+    ap.add_argument("--inner", type=int, default=5,
                     help="measurements per input length inside one process (the first is dropped when >= 2)")
     ap.add_argument("--dsv3-layers", type=int, default=None, help="DeepSeek-V3 layers (default: the config's, 3)")
     ap.add_argument("--qwen-layers", type=int, default=MODELS["qwen3-moe"]["layers"],
