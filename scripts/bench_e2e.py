@@ -475,7 +475,7 @@ def run_plan(plan, folders, seq, args, work, logs, done, result, kept, identical
     for i, (rep, key, arm) in enumerate(plan):
         elapsed = time.monotonic() - t_start
         if arm == "on" and args.budget_s > 0 and done:
-            est = max(r["seconds"] for r in done[-4:])
+            est = statistics.median(r["seconds"] for r in done[-4:])  # robust to one cold (JIT) start
             if elapsed + 2 * est > args.budget_s:
                 print(f"budget: {elapsed:.0f} s spent, an on/off pair takes ~{2 * est:.0f} s: "
                       f"stopping before repetition {rep} of {key} (use --budget-s / --reps)")
