@@ -363,6 +363,9 @@ def summarize(key: str, L: int, layers: int, cfg: dict, results: list[dict], ide
     row["gain_pct"] = (100.0 * (row["on_median"] / row["off_median"] - 1.0)) if on and off else None
     row["off_spread_pct"] = (100.0 * (max(off) - min(off)) / row["off_median"]) if len(off) >= 2 else None
     row["on_spread_pct"] = (100.0 * (max(on) - min(on)) / row["on_median"]) if len(on) >= 2 else None
+    # Whether the measured gain stands out of the run-to-run spread of either arm.
+    spreads = [x for x in (row["on_spread_pct"], row["off_spread_pct"]) if x is not None]
+    row["resolvable"] = (abs(row["gain_pct"]) > max(spreads)) if row["gain_pct"] is not None and spreads else None
     pred = kernel_delta(kernel_rows, MODELS[key]["routing"], L, block) if kernel_rows else None
     row["predicted_gain_pct"] = None
     if pred is not None:
@@ -412,7 +415,9 @@ def report(runs: list[dict]) -> str:
             f"{p['saved_us_per_forward']:.0f} µs per forward, against a {p.get('off_prefill_ms', float('nan')):.1f} ms "
             f"prefill: {pct(r['predicted_gain_pct'], '+.3f')} (eager timings: {pct(eager, '+.3f')}); "
             f"measured {pct(r['gain_pct'])} with a run-to-run spread (max-min) of {pct(r['off_spread_pct'], '.2f')} off, "
-            f"{pct(r['on_spread_pct'], '.2f')} on.")
+            f"{pct(r['on_spread_pct'], '.2f')} on: "
+            + {True: "the gain stands out of that spread.", False: "within that spread, i.e. not resolved.",
+               None: "too few runs to tell."}[r.get("resolvable")])
     lines += [
         "  - Resolution: a gain smaller than the spread of repeated runs of the same arm cannot be told apart",
         "    from noise; the align op is a few µs to tens of µs in a prefill of tens to hundreds of ms.",
