@@ -536,7 +536,8 @@ def parse_args(argv=None):
                     help="accept 'off' runs that wrote no status file (plugin not loaded at all)")
     ap.add_argument("--no-merge", action="store_true", help="overwrite a same-day JSON instead of merging")
     ap.add_argument("--dry-run", action="store_true", help="print the plan and commands; run nothing")
-    ap.add_argument("--plot-only", default=None, metavar="JSON", help="redraw the PNG of an existing result JSON")
+    ap.add_argument("--plot-only", default=None, metavar="JSON",
+                    help="redraw the PNG of an existing result JSON (with --identical-from: fill that field first)")
     ap.add_argument("extra", nargs=argparse.REMAINDER,
                     help="after '--': more bench_one_batch arguments for every run")
     args = ap.parse_args(argv)
@@ -550,9 +551,18 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_terminated)
-    if args.plot_only:
+    if args.plot_only:  # no GPU needed: redraw, and fill identical_outputs afterwards if asked
         path = Path(args.plot_only)
-        plot(json.loads(path.read_text()), path.with_suffix(".png"))
+        result = json.loads(path.read_text())
+        if args.identical_from:
+            ident = json.loads(Path(args.identical_from).read_text())
+            n = 0
+            for r in result["runs"]:
+                if r["model"] == ident.get("model"):
+                    r["identical_outputs"], n = ident.get("identical_outputs"), n + 1
+            write_result(result, path)
+            print(f"identical_outputs={ident.get('identical_outputs')} set on {n} run(s) of {ident.get('model')}")
+        plot(result, path.with_suffix(".png"))
         print(f"wrote {path.with_suffix('.png')}")
         return 0
     out = Path(args.out)
@@ -585,8 +595,11 @@ def main(argv=None) -> int:
         logs.mkdir(exist_ok=True)
         identical = {}
         if args.identical_from:
-            ident = json.loads(Path(args.identical_from).read_text())
-            identical[ident.get("model")] = ident.get("identical_outputs")
+            try:
+                ident = json.loads(Path(args.identical_from).read_text())
+                identical[ident.get("model")] = ident.get("identical_outputs")
+            except (OSError, ValueError) as err:
+                print(f"--identical-from {args.identical_from}: unreadable ({err}); identical_outputs stays null")
         kpath = newest_kernel_json(args.kernel_json, [out, REPO / "bench" / "results"])
         kernel_rows, kernel_device = [], None
         if kpath is not None:
