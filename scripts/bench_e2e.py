@@ -565,7 +565,7 @@ def main(argv=None) -> int:
         plot(result, path.with_suffix(".png"))
         print(f"wrote {path.with_suffix('.png')}")
         return 0
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     seq = [L for _ in range(args.inner) for L in args.input_lens]
     work = Path(tempfile.mkdtemp(prefix="sgl_kernel_ext_bench_e2e_"))
     try:

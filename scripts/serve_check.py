@@ -185,7 +185,7 @@ def main(argv=None) -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_terminated)
     work = Path(tempfile.mkdtemp(prefix="sgl_kernel_ext_serve_"))
-    out = Path(args.out) if args.out else work
+    out = Path(args.out).resolve() if args.out else work  # absolute: the server runs elsewhere
     out.mkdir(parents=True, exist_ok=True)
     status_dir = out / "serve-status"
     status_dir.mkdir(exist_ok=True)

@@ -84,7 +84,7 @@ def e2e_settings() -> dict:
 @pytest.fixture(scope="session")
 def e2e_out(tmp_path_factory) -> Path:
     env = os.environ.get("SGL_KERNEL_EXT_E2E_OUT", "").strip()
-    out = Path(env) if env else tmp_path_factory.mktemp("sgl_kernel_ext_e2e")
+    out = Path(env).resolve() if env else tmp_path_factory.mktemp("sgl_kernel_ext_e2e")
     out.mkdir(parents=True, exist_ok=True)
     print(f"\n[e2e] results, logs and status files go to {out}", flush=True)
     return out
