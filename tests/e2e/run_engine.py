@@ -29,6 +29,7 @@ import math
 import os
 import random
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -62,6 +63,13 @@ def _logprob_summary(vals) -> dict:
         "max": max(finite) if finite else None,
         "distinct": len(set(finite)),
     }
+
+
+def write_result(result: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(result) + "\n")
+    os.replace(tmp, path)
 
 
 def engine_kwargs(args) -> dict:
@@ -136,8 +144,16 @@ def run(args, result: dict) -> None:
             print(f"[run_engine] {length:6d} tokens: {secs:7.2f} s, output_ids={rec['output_ids']}, "
                   f"{len(in_lp)} input logprobs", flush=True)
     finally:
+        # Write what we have before shutting down; should shutdown hang, leave after a grace period
+        # (the caller kills the process group) instead of waiting for the caller's timeout.
+        result["ok"] = len(result["requests"]) == len(args.lens)
+        write_result(result, args.out)
+        watchdog = threading.Timer(120, lambda: os._exit(0 if result["ok"] else 1))
+        watchdog.daemon = True
+        watchdog.start()
         t2 = time.monotonic()
         engine.shutdown()
+        watchdog.cancel()
         result["engine_shutdown_s"] = round(time.monotonic() - t2, 2)
     try:
         import torch
@@ -186,13 +202,11 @@ def main(argv=None) -> int:
         result["ok"] = len(result["requests"]) == len(args.lens)
         rc = 0 if result["ok"] else 1
     except BaseException:  # noqa: BLE001 - everything goes into the JSON
+        result["ok"] = False
         result["error"] = traceback.format_exc()
         print(result["error"], file=sys.stderr, flush=True)
     result["total_s"] = round(time.monotonic() - t0, 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(args.out.suffix + ".tmp")
-    tmp.write_text(json.dumps(result) + "\n")
-    os.replace(tmp, args.out)
+    write_result(result, args.out)
     print(f"[run_engine] wrote {args.out} (ok={result['ok']}, {result['total_s']} s)", flush=True)
     return rc
 
