@@ -18,7 +18,7 @@ TARGETS = {1: 2.5, 16384: 5.0, 65536: 10.0}  # DeepSeek-V3, block 64, uniform, g
 
 
 def newest(pattern: str) -> Path | None:
-    found = sorted(RESULTS.glob(pattern), key=lambda p: p.stat().st_mtime)
+    found = sorted(p for p in RESULTS.glob(pattern) if "identical" not in p.name)
     return found[-1] if found else None
 
 
@@ -96,7 +96,7 @@ def main() -> int:
     kernel = newest("kernel-*.json")
     if kernel:
         text = replace(text, "kernel-results", kernel_table(kernel))
-    e2e = newest("e2e-*.json")
+    e2e = newest("e2e-nvidia-*.json") or newest("e2e-amd-*.json")
     if e2e and "<!-- e2e-results:begin -->" in text:
         text = replace(text, "e2e-results", e2e_table(e2e))
     readme.write_text(text)
