@@ -27,7 +27,8 @@ Observability
     Each process logs once which implementation it uses. ``status()`` describes this process; with
     ``SGL_KERNEL_EXT_STATUS_DIR`` set it is also written to ``<dir>/<pid>.json`` when the plugin runs and
     again on the first call of our kernel in the process. In the first file of a plugin process
-    ``patched`` is still empty: SGLang applies the hook right after ``register()`` returns.
+    ``applied`` is false and ``patched`` empty: SGLang applies the hook right after ``register()``
+    returns; the file written at the first call lists every ``module.attr`` that was replaced.
 """
 
 from __future__ import annotations
@@ -248,6 +249,7 @@ def status() -> dict:
         "implementation": _state.implementation,
         "reason": _state.reason,
         "patched": _patched_names(),
+        "applied": _installed() is not None,  # False between register() and SGLang's apply_hooks()
         "calls": _state.calls,
         "fallback_calls": _state.fallback_calls,
         "kernel_errors": _state.kernel_errors,

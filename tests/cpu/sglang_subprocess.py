@@ -8,12 +8,15 @@ switches of the parent's environment.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -33,6 +36,24 @@ class Ran:
 
     def describe(self) -> str:
         return f"exit {self.returncode}\n--- stdout\n{self.stdout[-4000:]}\n--- stderr\n{self.stderr[-6000:]}"
+
+
+def installed_sglang_root() -> Path | None:
+    """The site-packages folder holding sglang, found without importing sglang into the test process
+    (importing it patches transformers and more, which other tests in the session would see)."""
+    spec = importlib.util.find_spec("sglang")
+    return Path(spec.origin).resolve().parents[1] if spec and spec.origin else None
+
+
+def require_sglang() -> Path:
+    """Skip unless sglang with its plugin framework is installed; return its site-packages folder."""
+    root = installed_sglang_root()
+    if root is None:
+        pytest.skip("sglang is not installed (bash scripts/ci/install_sglang_cpu.sh)", allow_module_level=True)
+    if not (root / "sglang" / "srt" / "plugins" / "hook_registry.py").exists():
+        pytest.skip("the installed sglang has no plugin framework (sglang.srt.plugins, 0.5.16 and later)",
+                    allow_module_level=True)
+    return root
 
 
 def emit(result: dict) -> None:

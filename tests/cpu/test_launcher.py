@@ -36,8 +36,9 @@ def test_split_argv():
 
 @pytest.fixture(scope="module")
 def probes():
-    pytest.importorskip("sglang.srt.plugins", reason="needs sglang (bash scripts/ci/install_sglang_cpu.sh)")
-    from sglang_subprocess import run
+    from sglang_subprocess import require_sglang, run
+
+    require_sglang()
 
     with ThreadPoolExecutor(max_workers=len(RUNS)) as pool:
         futures = {name: pool.submit(run, args, env=env, timeout=600) for name, (args, env) in RUNS.items()}
@@ -84,8 +85,9 @@ def test_without_launcher_child_is_untouched(probes):
 
 @pytest.mark.sglang
 def test_launcher_runs_sglang_launch_server_by_default():
-    pytest.importorskip("sglang.srt.plugins", reason="needs sglang (bash scripts/ci/install_sglang_cpu.sh)")
-    from sglang_subprocess import run
+    from sglang_subprocess import require_sglang, run
+
+    require_sglang()
 
     ran = run(["-m", "sgl_kernel_ext.launch_server", "--help"], timeout=300)
     assert ran.returncode == 0, ran.describe()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import sglang_wheels
-from sglang_subprocess import REPO, run
+from sglang_subprocess import REPO, require_sglang, run
 
 pytestmark = pytest.mark.sglang
 
@@ -109,8 +109,9 @@ emit({"runs": out, "calls": calls})
 
 @pytest.mark.parametrize("version", sglang_wheels.PINNED_VERSIONS)
 def test_patched_wrapper_calls_ours_for_what_we_implement(version, tmp_path):
-    pytest.importorskip("sglang.srt.environ", reason="needs sglang (bash scripts/ci/install_sglang_cpu.sh)")
     from sgl_kernel_ext import sglang_compat
+
+    require_sglang()
 
     root = site_root_with_wrapper(version, tmp_path)
     assert apply_script(str(root)).returncode == 0

@@ -17,14 +17,13 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("sglang.srt.plugins", reason="needs sglang with its plugin framework "
-                                                 "(bash scripts/ci/install_sglang_cpu.sh)")
+import sglang_wheels
+from importer_scan import scan
+from sglang_subprocess import require_sglang, run
 
-import sglang_wheels  # noqa: E402
-from importer_scan import scan  # noqa: E402
-from sglang_subprocess import run  # noqa: E402
+from sgl_kernel_ext import sglang_compat
 
-from sgl_kernel_ext import sglang_compat  # noqa: E402
+SGLANG_ROOT = require_sglang()  # skips the module without sglang (not imported here: see there)
 
 pytestmark = pytest.mark.sglang
 
@@ -123,11 +122,8 @@ def test_importer_facts_match_installed_sglang():
     version = sglang_compat.installed_sglang_version()
     if version not in sglang_compat.PINNED:
         pytest.skip(f"installed sglang {version} is not one of the pinned {sorted(sglang_compat.PINNED)}")
-    import sglang
-
-    site_root = Path(sglang.__file__).resolve().parents[1]
     wrapper = sglang_compat.PINNED[version]
-    assert scan(site_root, wrapper.module) == set(wrapper.importers)
+    assert scan(SGLANG_ROOT, wrapper.module) == set(wrapper.importers)
 
 
 @pytest.mark.parametrize("version", sglang_wheels.PINNED_VERSIONS)
@@ -147,7 +143,7 @@ def test_load_plugins_swaps_every_importer(reports, name):
     wrapper = sglang_compat.PINNED[SCENARIOS[name].version]
     after_load = result["status_after_load"]
     assert (after_load["implementation"], after_load["mode"], after_load["build"]) == (OURS, "plugin", "fake")
-    assert after_load["target"] == wrapper.target
+    assert after_load["target"] == wrapper.target and after_load["applied"]
     if SCENARIOS[name].order == "importers-first":  # modules holding a stale copy were rebound
         stale = {f"{i.module}.{i.bound_name}" for i in wrapper.importers if i.at_import} - CUDA_ONLY_BINDINGS
         assert stale <= set(after_load["patched"]), after_load["patched"]
@@ -234,11 +230,12 @@ def test_status_file_written_when_applied_and_on_first_call(reports):
     at_load = ran.result["status_file_after_load"]
     assert at_load is not None, "no status file after load_plugins()"
     assert at_load["pid"] == pid and at_load["implementation"] == OURS and at_load["calls"] == 0
+    assert not at_load["applied"]  # written by register(); SGLang applies the hook right after
     assert "plugins-first" in at_load["argv"]
     status_dir = Path(ran.env[STATUS_DIR])
     assert [p.name for p in status_dir.iterdir()] == [f"{pid}.json"]
     at_first_call = json.loads((status_dir / f"{pid}.json").read_text())
-    assert at_first_call["calls"] == 1
+    assert at_first_call["calls"] == 1 and at_first_call["applied"]
     assert "sglang.srt.layers.moe.moe_runner.triton_utils.fused_moe.moe_align_block_size" in at_first_call["patched"]
     assert {"pid", "argv", "implementation", "reason", "patched", "calls"} <= set(at_first_call)
 
