@@ -3,7 +3,8 @@
 How it hooks in (SGLang 0.5.16 and later)
     pyproject.toml registers ``register`` under the entry-point group ``sglang.srt.plugins``. SGLang calls
     ``sglang.srt.plugins.load_plugins()`` early in its processes (0.5.17: the launch_server/serve/Engine
-    process and every scheduler, i.e. TP/PP worker, which is where fused MoE runs); that runs
+    process and every scheduler, i.e. TP/PP worker, where fused MoE runs; 0.5.23 also the detokenizer
+    and the DP controller); that runs
     ``register()`` (unless ``SGLANG_PLUGINS`` leaves us out) and then ``HookRegistry.apply_hooks()``. ``register()`` picks the implementation and registers one
     ``HookType.AROUND`` hook, ``align_hook``, on SGLang's ``moe_align_block_size`` wrapper (sglang_compat
     says where it lives). ``apply_hooks()`` imports the wrapper module, replaces the attribute there and in
