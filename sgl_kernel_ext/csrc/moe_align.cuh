@@ -128,7 +128,7 @@ __device__ int padded_exclusive_scan(int32_t* start, int32_t* count, int n, int 
   return start[n];
 }
 
-template <typename IdT, int kWarpSize, bool kMatchAny>
+template <typename IdT, int kWarpSize>
 __global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
@@ -246,7 +246,7 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlign
     for (int s = 0; s < kSteps; ++s) {
       if (r0 + s * kWarpSize >= end) break;
       const int key = keys[s];
-      const Mask peers = kMatchAny ? match_any<kWarpSize>(key, p.key_bits) : match_bits<kWarpSize>(key, p.key_bits);
+      const Mask peers = match_bits<kWarpSize>(key, p.key_bits);
       const int slot = key != N ? my_hist[key] + popcount(peers & lanes_below) : 0;
       sync_warp();
       if (key != N) {
@@ -307,11 +307,11 @@ inline int bit_width(int x) {
 
 // Launch with a given plan; with plan.grid > 1, block_hist must hold
 // plan.grid * num_buckets ints and totals num_buckets.
-template <typename IdT, int kWarpSize, bool kMatchAny>
+template <typename IdT, int kWarpSize>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;
   p.key_bits = bit_width(p.num_buckets);
-  auto kernel = moe_align_kernel<IdT, kWarpSize, kMatchAny>;
+  auto kernel = moe_align_kernel<IdT, kWarpSize>;
   void* args[] = {&p};
   if (plan.grid > 1) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, 1, plan.block, args, plan.smem, stream);

@@ -65,7 +65,7 @@ __device__ __forceinline__ LaneMask<kWarpSize> ballot(bool pred) {
 }
 
 // Lanes whose key equals this lane's, from one ballot per key bit (any vendor,
-// any warp size). Every lane of the warp must call it; 0 <= key < 2**key_bits.
+// any warp size; as fast as __match_any_sync on an H200, see bench/NOTES.md). Every lane of the warp must call it; 0 <= key < 2**key_bits.
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits) {
   LaneMask<kWarpSize> peers = ~LaneMask<kWarpSize>(0);
@@ -75,17 +75,6 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits)
     peers &= set ? b : ~b;
   }
   return peers;
-}
-
-// The same through the hardware match instruction where there is one (sm_70+).
-template <int kWarpSize>
-__device__ __forceinline__ LaneMask<kWarpSize> match_any(int key, int key_bits) {
-#if !defined(SKE_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
-  (void)key_bits;
-  return __match_any_sync(0xffffffffu, key);
-#else
-  return match_bits<kWarpSize>(key, key_bits);
-#endif
 }
 
 // width: lanes per independent group (a power of two <= kWarpSize).

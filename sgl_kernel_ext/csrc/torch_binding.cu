@@ -6,7 +6,6 @@
 
 #include <array>
 #include <cstdlib>
-#include <string>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -53,13 +52,13 @@ void allow_smem_once(Kernel kernel, int bytes) {
   });
 }
 
-template <typename IdT, int kWarpSize, bool kMatchAny>
+template <typename IdT, int kWarpSize>
 void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::Tensor& sorted_token_ids,
          const at::Tensor& expert_ids, const at::Tensor& num_tokens_post_pad, const at::Tensor& cumsum_buffer,
          bool pad_sorted_token_ids, bool ignore_invalid_expert) {
   const int device = topk_ids.get_device();
   const ske::DeviceLimits& dev = device_limits(device);
-  auto kernel = ske::moe_align_kernel<IdT, kWarpSize, kMatchAny>;
+  auto kernel = ske::moe_align_kernel<IdT, kWarpSize>;
   allow_smem_once(kernel, dev.smem_per_block_optin);
   const int numel = static_cast<int>(topk_ids.numel());
   // Tuning knob for benchmarks: pairs per lane before the plan adds blocks.
@@ -88,7 +87,7 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   p.pad_sorted_token_ids = pad_sorted_token_ids;
   p.ignore_invalid_expert = ignore_invalid_expert;
   const ske::gpuError_t err =
-      ske::launch_moe_align<IdT, kWarpSize, kMatchAny>(p, plan, at::cuda::getCurrentCUDAStream(device).stream());
+      ske::launch_moe_align<IdT, kWarpSize>(p, plan, at::cuda::getCurrentCUDAStream(device).stream());
   TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: moe_align launch failed (grid ", plan.grid, ", block ",
               plan.block, ", smem ", plan.smem, "): ", ske::error_string(err));
 }
@@ -127,25 +126,17 @@ void moe_align_block_size(const at::Tensor& topk_ids, int64_t num_experts, int64
 
   const int warp_size = device_limits(topk_ids.get_device()).warp_size;
   const int nb = static_cast<int>(num_experts), bs = static_cast<int>(block_size);
-#define SKE_RUN(IdT, W, M)                                                                                      \
-  run<IdT, W, M>(topk_ids, nb, bs, sorted_token_ids, expert_ids, num_tokens_post_pad, cumsum_buffer,          \
-                 pad_sorted_token_ids, ignore_invalid_expert)
+#define SKE_RUN(IdT, W)                                                                                         \
+  run<IdT, W>(topk_ids, nb, bs, sorted_token_ids, expert_ids, num_tokens_post_pad, cumsum_buffer,             \
+              pad_sorted_token_ids, ignore_invalid_expert)
 #if defined(USE_ROCM)
   if (warp_size == 64) {
-    if (topk_ids.scalar_type() == at::kInt) SKE_RUN(int32_t, 64, false); else SKE_RUN(int64_t, 64, false);
+    if (topk_ids.scalar_type() == at::kInt) SKE_RUN(int32_t, 64); else SKE_RUN(int64_t, 64);
     return;
   }
 #endif
   TORCH_CHECK(warp_size == 32, "sgl_kernel_ext: unsupported warp size ", warp_size);
-  static const bool match_any = [] {
-    const char* v = std::getenv("SGL_KERNEL_EXT_PEERS");
-    return v != nullptr && std::string(v) == "match";
-  }();
-  if (match_any) {
-    if (topk_ids.scalar_type() == at::kInt) SKE_RUN(int32_t, 32, true); else SKE_RUN(int64_t, 32, true);
-  } else {
-    if (topk_ids.scalar_type() == at::kInt) SKE_RUN(int32_t, 32, false); else SKE_RUN(int64_t, 32, false);
-  }
+  if (topk_ids.scalar_type() == at::kInt) SKE_RUN(int32_t, 32); else SKE_RUN(int64_t, 32);
 #undef SKE_RUN
 }
 
