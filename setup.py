@@ -7,23 +7,30 @@ the package installs pure-Python and JIT-builds the kernel on first use.
 """
 
 import os
+import sys
 
 from setuptools import setup
 
 
+def pure_python(reason):
+    print(f"sgl_kernel_ext: no prebuilt kernel ({reason}); it will be JIT-built on first use", file=sys.stderr)
+    return [], {}
+
+
 def extensions():
     if os.environ.get("SGL_KERNEL_EXT_NO_BUILD", "0") == "1":
-        return [], {}
+        return pure_python("SGL_KERNEL_EXT_NO_BUILD=1")
     try:
         import torch
         from torch.utils import cpp_extension
-    except ImportError:
-        return [], {}
+    except ImportError as err:
+        return pure_python(f"torch does not import in the build environment: {err}; "
+                           "use pip install --no-build-isolation")
     is_hip = torch.version.hip is not None
     if not (torch.version.cuda or is_hip):
-        return [], {}
+        return pure_python(f"torch {torch.__version__} is built without CUDA or ROCm")
     if (cpp_extension.ROCM_HOME if is_hip else cpp_extension.CUDA_HOME) is None:
-        return [], {}
+        return pure_python("no CUDA_HOME/ROCM_HOME toolkit found")
     if not is_hip:
         os.environ.setdefault("TORCH_CUDA_ARCH_LIST", "8.0;9.0;10.0")
     nvcc = ["-O3", "-std=c++17"] + ([] if is_hip else ["--expt-relaxed-constexpr", "-lineinfo"])

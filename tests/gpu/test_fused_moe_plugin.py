@@ -52,10 +52,24 @@ def deepseek_v3_routing(hidden, gate, correction_bias):
     return topk_weights.float(), topk_ids.to(torch.int32), logits
 
 
+def publish_default_server_args() -> None:
+    """fused_experts reads process-wide config that an engine publishes; outside one, publish defaults
+    the way SGLang's own test kit does (0.5.17: runtime_context; older: the global server args)."""
+    try:
+        from sglang.srt.runtime_context import get_context
+    except ImportError:
+        from sglang.srt.server_args import ServerArgs, set_global_server_args_for_scheduler
+
+        set_global_server_args_for_scheduler(ServerArgs(model_path="dummy"))
+        return
+    get_context().override_server_args().install()
+
+
 def worker(out_dir: Path) -> None:
     from sglang.srt.plugins import load_plugins
 
     load_plugins()  # as every SGLang process does; our plugin reads SGL_KERNEL_EXT_MOE_ALIGN here
+    publish_default_server_args()
 
     from sglang.srt.layers.moe.fused_moe_triton import fused_experts
     from sglang.srt.layers.moe.moe_runner import MoeRunnerConfig
