@@ -65,11 +65,26 @@ def publish_default_server_args() -> None:
     get_context().override_server_args().install()
 
 
+def init_single_gpu_groups() -> None:
+    """fused_experts asks for the TP group (symmetric-memory output): a world of one, as an engine at TP 1."""
+    import socket
+
+    from sglang.srt.distributed import init_distributed_environment, initialize_model_parallel
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="nccl",
+                                 distributed_init_method=f"tcp://127.0.0.1:{port}")
+    initialize_model_parallel(tensor_model_parallel_size=1)
+
+
 def worker(out_dir: Path) -> None:
     from sglang.srt.plugins import load_plugins
 
     load_plugins()  # as every SGLang process does; our plugin reads SGL_KERNEL_EXT_MOE_ALIGN here
     publish_default_server_args()
+    init_single_gpu_groups()
 
     from sglang.srt.layers.moe.fused_moe_triton import fused_experts
     from sglang.srt.layers.moe.moe_runner import MoeRunnerConfig
