@@ -1,6 +1,6 @@
 """Builds the kernel ahead of time when torch has a GPU toolchain.
 
-`pip install --no-build-isolation .` (so the build sees the installed torch)
+`python -m pip install --no-build-isolation .` (so the build sees the installed torch)
 compiles sgl_kernel_ext/_C for TORCH_CUDA_ARCH_LIST (CUDA; default 8.0;9.0;10.0)
 or PYTORCH_ROCM_ARCH (ROCm). Without a toolchain, or with SGL_KERNEL_EXT_NO_BUILD=1,
 the package installs pure-Python and JIT-builds the kernel on first use.
@@ -25,7 +25,7 @@ def extensions():
         from torch.utils import cpp_extension
     except ImportError as err:
         return pure_python(f"torch does not import in the build environment: {err}; "
-                           "use pip install --no-build-isolation")
+                           "use python -m pip install --no-build-isolation")
     is_hip = torch.version.hip is not None
     if not (torch.version.cuda or is_hip):
         return pure_python(f"torch {torch.__version__} is built without CUDA or ROCm")

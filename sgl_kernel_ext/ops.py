@@ -48,7 +48,7 @@ def _jit_build() -> None:
     if shutil.which(compiler) is None and home is None:
         raise ExtensionUnavailable(
             f"sgl_kernel_ext has no prebuilt kernel and cannot JIT-build it: {compiler} not found "
-            f"(set {'ROCM_HOME' if is_hip else 'CUDA_HOME'} or `pip install --no-build-isolation .`)"
+            f"(set {'ROCM_HOME' if is_hip else 'CUDA_HOME'} or `python -m pip install --no-build-isolation .`)"
         )
     flags = ["-O3", "-std=c++17"]
     if not is_hip:

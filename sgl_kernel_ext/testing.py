@@ -7,7 +7,7 @@ import torch
 from sgl_kernel_ext.reference import moe_align_block_size_ref, required_sizes
 
 POISON = 0x5EED5EED  # large positive: sorts after every real index
-DISTS = ("uniform", "skewed", "one_expert", "ep_mix", "distinct")
+DISTS = ("uniform", "skewed", "one_expert", "ep_mix", "distinct", "same_topk")
 
 
 def make_topk_ids(tokens: int, topk: int, num_experts: int, dist: str, dtype=torch.int32, device="cuda",
@@ -26,6 +26,9 @@ def make_topk_ids(tokens: int, topk: int, num_experts: int, dist: str, dtype=tor
             torch.empty(shape, dtype=torch.int64, device=device)
         perm = torch.randperm(num_experts, generator=g, device=device)
         ids = perm[ids]
+    elif dist == "same_topk":  # every token picks the same k experts (a router dominated by its bias)
+        k = min(topk, num_experts)
+        ids = torch.randperm(num_experts, generator=g, device=device)[:k].expand(tokens, k)
     elif dist == "one_expert":
         e = int(torch.randint(0, num_experts, (1,), generator=g, device=device))
         ids = torch.full(shape, e, device=device)

@@ -99,7 +99,7 @@ def plugin_installed() -> str:
     if not found:
         pytest.fail(
             f"no entry point {ENTRY_POINT_NAME!r} in group {ENTRY_POINT_GROUP!r}: SGLang's processes cannot load "
-            "the plugin. Install the package (`pip install --no-build-isolation .`, or with "
+            "the plugin. Install the package (`python -m pip install --no-build-isolation .`, or with "
             "`--no-deps --target DIR` and DIR on PYTHONPATH) so its *.dist-info/entry_points.txt exists.",
             pytrace=False,
         )

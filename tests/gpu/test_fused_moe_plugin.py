@@ -164,7 +164,7 @@ def plugin_runs(tmp_path_factory):
         pytest.skip("needs sglang with its plugin framework (0.5.16 and later)")
 
     if not any(ep.name == "sgl_kernel_ext" for ep in entry_points(group="sglang.srt.plugins")):
-        pytest.fail("sgl_kernel_ext's plugin entry point is not installed: `pip install --no-build-isolation .`")
+        pytest.fail("sgl_kernel_ext's plugin entry point is not installed: `python -m pip install --no-build-isolation .`")
     base = tmp_path_factory.mktemp("fused_moe_plugin")
     return {switch: (base / switch, run_worker(base / switch, value)) for switch, value in (("on", "1"), ("off", "0"))}
 
