@@ -63,19 +63,28 @@ def kernel_table(path: Path) -> str:
 
 def e2e_table(path: Path) -> str:
     data = json.loads(path.read_text())
-    out = [f"Measured on **{data['device']}**, {data['date']} ([{path.name}](bench/results/{path.name})).", "",
-           "| model | input tokens | identical outputs | on tok/s (median) | off tok/s (median) | gain | predicted |",
-           "|---|---:|---|---:|---:|---:|---:|"]
+    out = [f"Measured on **{data['device']}**, {data['date']} ([{path.name}](bench/results/{path.name})): "
+           "prefill tokens/s, median of n interleaved processes per arm (min..max), plugin on vs off.", "",
+           "| model | MoE layers | input tokens | identical outputs | on tok/s | off tok/s | n on/off | gain "
+           "| predicted | verdict |",
+           "|---|---:|---:|---|---:|---:|---:|---:|---:|---|"]
+    identical = {True: "yes", False: "**NO**", None: "not checked"}
     for r in data["runs"]:
-        def med(key):
-            v = r.get(key)
-            return f"{v:.0f}" if isinstance(v, (int, float)) else "n/a"
+        if not r.get("on_tok_s") or not r.get("off_tok_s"):
+            continue
 
-        gain = r.get("gain_pct")
-        pred = r.get("predicted_gain_pct")
-        out.append(f"| {r['model']} | {r['input_len']} | {r.get('identical_outputs')} | {med('on_median')} | "
-                   f"{med('off_median')} | {f'{gain:+.2f}%' if gain is not None else 'n/a'} | "
-                   f"{f'{pred:+.2f}%' if pred is not None else 'n/a'} |")
+        def arm(a):
+            return f"{r[a + '_median']:.0f} ({r[a + '_min']:.0f}..{r[a + '_max']:.0f})"
+
+        gain, pred = r.get("gain_pct"), r.get("predicted_gain_pct")
+        verdict = {None: "too few runs", False: "ranges overlap: noise"}.get(r.get("resolvable"), "resolved")
+        if r.get("beyond_kernel"):
+            verdict = "resolved, but far beyond what the kernel saves: not the kernel"
+        out.append(f"| {r.get('label', r['model'])} | {r.get('moe_layers', 'n/a')} | {r['input_len']} | "
+                   f"{identical.get(r.get('identical_outputs'), r.get('identical_outputs'))} | {arm('on')} | "
+                   f"{arm('off')} | {len(r['on_tok_s'])}/{len(r['off_tok_s'])} | "
+                   f"{f'{gain:+.2f}%' if gain is not None else 'n/a'} | "
+                   f"{f'{pred:+.3f}%' if pred is not None else 'n/a'} | {verdict} |")
     png = path.with_suffix(".png")
     if png.exists():
         out += ["", f"![e2e prefill](bench/results/{png.name})"]
