@@ -8,8 +8,7 @@ import sys
 import torch
 import sgl_kernel
 
-from sgl_kernel_ext import moe_align_block_size
-from sgl_kernel_ext.testing import POISON, make_topk_ids, poisoned_outputs, sort_within_segments
+from sgl_kernel_ext.testing import make_topk_ids, run_with_upstream, sort_within_segments
 
 
 def first_diff(a, b):
@@ -35,12 +34,7 @@ def main():
             continue
         ids = make_topk_ids(tokens, topk, experts, dist, dtype)
         buckets = experts + 1
-        need = poisoned_outputs(ids.numel(), buckets, block)[0].numel()
-        ours = poisoned_outputs(ids.numel(), buckets, block, slack=-need % 4)
-        theirs = tuple(t.clone() for t in ours)
-        moe_align_block_size(ids, buckets, block, *ours, pad, ignore)
-        sgl_kernel.moe_align_block_size(ids, buckets, block, *theirs, pad, ignore)
-        torch.cuda.synchronize()
+        ours, theirs = run_with_upstream(sgl_kernel.moe_align_block_size, ids, buckets, block, pad, ignore)
         n += 1
         total = int(theirs[2])
         msgs = []

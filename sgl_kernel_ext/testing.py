@@ -57,6 +57,23 @@ def run_both(fn, topk_ids, num_buckets, block_size, pad, ignore, slack=0):
     return outs, ref
 
 
+def run_with_upstream(upstream_op, topk_ids, num_buckets, block_size, pad, ignore):
+    """Ours and sgl_kernel's ``moe_align_block_size`` on identical poisoned buffers; both output tuples.
+
+    sgl_kernel fills sorted_token_ids with 16-byte stores rounded up past the end, so every buffer
+    gets a length that is a multiple of 4 to keep it in bounds.
+    """
+    from sgl_kernel_ext.ops import moe_align_block_size
+
+    need = poisoned_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device)[0].numel()
+    ours = poisoned_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device, slack=-need % 4)
+    theirs = tuple(t.clone() for t in ours)
+    moe_align_block_size(topk_ids, num_buckets, block_size, *ours, pad, ignore)
+    upstream_op(topk_ids, num_buckets, block_size, *theirs, pad, ignore)
+    torch.cuda.synchronize()
+    return ours, theirs
+
+
 def mismatch(ours, ref, num_buckets: int) -> str | None:
     """None when bit-identical (cumsum compared over its num_buckets + 1 entries)."""
     names = ("sorted_token_ids", "expert_ids", "num_tokens_post_pad", "cumsum_buffer")

@@ -11,22 +11,9 @@ import random
 import pytest
 import torch
 
-from sgl_kernel_ext import moe_align_block_size
-from sgl_kernel_ext.testing import make_topk_ids, poisoned_outputs, sort_within_segments
+from sgl_kernel_ext.testing import make_topk_ids, run_with_upstream, sort_within_segments
 
 sgl_kernel = pytest.importorskip("sgl_kernel")
-
-
-def _both(ids, buckets, block, pad, ignore):
-    # sgl_kernel fills sorted_token_ids with int4 stores rounded up past the end:
-    # give both sides a length that is a multiple of 4 so it stays in bounds.
-    need = poisoned_outputs(ids.numel(), buckets, block)[0].numel()
-    ours = poisoned_outputs(ids.numel(), buckets, block, slack=-need % 4)
-    theirs = tuple(t.clone() for t in ours)
-    moe_align_block_size(ids, buckets, block, *ours, pad, ignore)
-    sgl_kernel.moe_align_block_size(ids, buckets, block, *theirs, pad, ignore)
-    torch.cuda.synchronize()
-    return ours, theirs
 
 
 def _compare(ours, theirs, block, numel, buckets):
@@ -58,7 +45,7 @@ def test_matches_sgl_kernel(pad, ignore, dist):
     rng = random.Random()
     for tokens, (experts, topk), block, dtype in rng.sample(CASES, 60):
         ids = make_topk_ids(tokens, topk, experts, dist, dtype)
-        ours, theirs = _both(ids, experts + 1, block, pad, ignore)
+        ours, theirs = run_with_upstream(sgl_kernel.moe_align_block_size, ids, experts + 1, block, pad, ignore)
         try:
             _compare(ours, theirs, block, ids.numel(), experts + 1)
         except AssertionError as err:
