@@ -216,32 +216,12 @@ def gain_from_saving(saved_us: float, off_latency_us: float) -> float:
 
 # ----------------------------------------------------------------------------- one run
 
-def _die_with_parent() -> None:
-    """In the child before exec: get SIGKILL if this script dies (even by SIGKILL), so no
-    benchmark process is left holding the GPU. SGLang's own subprocesses do the same."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 class Terminated(Exception):
     """SIGTERM/SIGHUP arrived: unwind so the finally blocks kill the child process group."""
 
 
 def _raise_terminated(signum, frame):
     raise Terminated(f"signal {signum}")
-
-
-def kill_group(pgid: int) -> None:
-    for sig, pause in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(pause)
 
 
 def tail(path: Path, n: int = 25) -> str:
@@ -286,12 +266,9 @@ def per_length(values: list[tuple[int, float]], seq: list[int]) -> dict[int, dic
 
 
 def plugin_state(status_dir: Path) -> tuple[str, list[dict]]:
-    entries = []
-    for f in sorted(status_dir.glob("*.json")):
-        try:
-            entries.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            entries.append({"file": f.name, "unreadable": True})
+    from sgl_kernel_ext.plugin import read_status_files  # the runs need the package; --plot-only does not
+
+    entries = read_status_files(status_dir)
     if any(e.get("implementation") == "sgl_kernel_ext" and int(e.get("calls") or 0) >= 1 for e in entries):
         return "ours", entries
     if any(e.get("implementation") == "sgl_kernel_ext" for e in entries):
@@ -313,21 +290,10 @@ def run_once(run_id: str, arm: str, folder: Path, seq: list[int], args, work: Pa
            "--mem-fraction-static", str(args.mem_fraction_static), "--batch-size", "1",
            "--input-len", *map(str, seq), "--output-len", str(args.output_len),
            "--result-filename", str(jsonl), "--run-name", run_id, *args.extra]
-    t0 = time.monotonic()
-    with open(log, "wb") as fh:
-        fh.write(("$ SGL_KERNEL_EXT_MOE_ALIGN=%s %s\n" % (env["SGL_KERNEL_EXT_MOE_ALIGN"], " ".join(cmd))).encode())
-        fh.flush()
-        proc = subprocess.Popen(cmd, env=env, cwd=str(work), stdout=fh, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-        try:
-            rc = proc.wait(timeout=args.timeout_s)
-        except subprocess.TimeoutExpired:
-            rc = None
-        finally:
-            kill_group(proc.pid)
-            if proc.poll() is None:
-                proc.wait(timeout=30)
-    secs = time.monotonic() - t0
+    from sgl_kernel_ext.process_group import run_in_own_group
+
+    header = "$ SGL_KERNEL_EXT_MOE_ALIGN=%s %s\n" % (env["SGL_KERNEL_EXT_MOE_ALIGN"], " ".join(cmd))
+    rc, secs = run_in_own_group(cmd, env, log, args.timeout_s, work, header=header, term_grace_s=3.0)
     res = {"run_id": run_id, "arm": arm, "exit": rc, "seconds": round(secs, 1), "log": str(log)}
     try:
         res["per_len"] = per_length(parse_results(jsonl, log), seq)

@@ -53,15 +53,6 @@ def _raise_terminated(signum, frame):
     raise Terminated(f"signal {signum}")
 
 
-def _die_with_parent() -> None:
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -152,16 +143,6 @@ def kill_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
             time.sleep(0.25)
 
 
-def read_status(status_dir: Path) -> list[dict]:
-    out = []
-    for f in sorted(status_dir.glob("*.json")):
-        try:
-            out.append(json.loads(f.read_text()))
-        except (OSError, ValueError):
-            out.append({"file": f.name, "unreadable": True})
-    return out
-
-
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="deepseek-v3", help=f"{' or '.join(MODEL_KEYS)} or a model folder")
@@ -182,6 +163,8 @@ def parse_args(argv=None):
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    from sgl_kernel_ext.plugin import read_status_files  # the server needs the package installed anyway
+    from sgl_kernel_ext.process_group import die_with_parent
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise_terminated)
     work = Path(tempfile.mkdtemp(prefix="sgl_kernel_ext_serve_"))
@@ -211,7 +194,7 @@ def main(argv=None) -> int:
               f"  log: {log}", flush=True)
         with open(log, "wb") as fh:
             proc = subprocess.Popen(cmd, env=env, cwd=str(work), stdout=fh, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
+                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
         summary["server_pid"] = proc.pid
 
         # 1. wait for /health
@@ -281,7 +264,7 @@ def main(argv=None) -> int:
                 failures.append(f"request of {length} tokens: {rec['error']}")
 
         # 3. status files
-        status = read_status(status_dir)
+        status = read_status_files(status_dir)
         summary["status"] = status
         ours = [s for s in status if s.get("implementation") == "sgl_kernel_ext"]
         ran = [s for s in ours if int(s.get("calls") or 0) >= 1 and s.get("pid") != proc.pid]

@@ -41,6 +41,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from sgl_kernel_ext import ops, sglang_compat
@@ -259,6 +260,17 @@ def status() -> dict:
         "target": wrapper.target if wrapper else None,
         "sglang_version": wrapper.sglang_version if wrapper else sglang_compat.installed_sglang_version(),
     }
+
+
+def read_status_files(directory) -> list[dict]:
+    """The status files of every process that wrote one into ``directory`` (``<pid>.json``)."""
+    out = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            out.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            out.append({"file": path.name, "unreadable": True})
+    return out
 
 
 def _write_status_file() -> None:

@@ -70,18 +70,21 @@ _TRITON_UTILS = "sglang.srt.layers.moe.moe_runner.triton_utils"
 _FUSED_MOE = f"{_TRITON_UTILS}.fused_moe"
 _FUSED_MOE_TRITON = "sglang.srt.layers.moe.fused_moe_triton"
 _NAME = WRAPPER_ATTR
+# Importers both pinned versions have.
+_IMPORTERS_SINCE_0_5_17 = (
+        Importer(_TRITON_UTILS, _NAME, CURRENT_WRAPPER_MODULE, True),
+        Importer(_FUSED_MOE, _NAME, CURRENT_WRAPPER_MODULE, True),
+        Importer(_FUSED_MOE_TRITON, _NAME, _TRITON_UTILS, True),
+        Importer("sglang.srt.lora.lora_moe_runner_marlin", _NAME, _FUSED_MOE, True),
+        Importer("sglang.kernels.ops.moe.mxfp8_moe_amd_gfx95", _NAME, CURRENT_WRAPPER_MODULE, True),
+)
 
 SGLANG_0_5_17 = AlignWrapper(
     sglang_version="0.5.17",
     module=CURRENT_WRAPPER_MODULE,
     signature="(topk_ids, block_size, num_experts, ignore_invalid_expert=False)",
     flags=(),
-    importers=(
-        Importer(_TRITON_UTILS, _NAME, CURRENT_WRAPPER_MODULE, True),
-        Importer(_FUSED_MOE, _NAME, CURRENT_WRAPPER_MODULE, True),
-        Importer(_FUSED_MOE_TRITON, _NAME, _TRITON_UTILS, True),
-        Importer("sglang.srt.lora.lora_moe_runner_marlin", _NAME, _FUSED_MOE, True),
-        Importer("sglang.kernels.ops.moe.mxfp8_moe_amd_gfx95", _NAME, CURRENT_WRAPPER_MODULE, True),
+    importers=_IMPORTERS_SINCE_0_5_17 + (
         Importer(f"{_FUSED_MOE_TRITON}.fused_marlin_moe", _NAME, _FUSED_MOE_TRITON, False),
         Importer("sglang.srt.layers.moe.moe_runner.humming", _NAME, _FUSED_MOE_TRITON, False),
         Importer("sglang.kernels.ops.moe.virtual_experts", "native_moe_align_block_size",
@@ -97,12 +100,7 @@ SGLANG_0_5_23 = AlignWrapper(
     signature=("(topk_ids, block_size, num_experts, ignore_invalid_expert=False, *, "
                "return_inactive_prefix_count=False, pad_expert_ids=False)"),
     flags=("return_inactive_prefix_count", "pad_expert_ids"),
-    importers=(
-        Importer(_TRITON_UTILS, _NAME, CURRENT_WRAPPER_MODULE, True),
-        Importer(_FUSED_MOE, _NAME, CURRENT_WRAPPER_MODULE, True),
-        Importer(_FUSED_MOE_TRITON, _NAME, _TRITON_UTILS, True),
-        Importer("sglang.srt.lora.lora_moe_runner_marlin", _NAME, _FUSED_MOE, True),
-        Importer("sglang.kernels.ops.moe.mxfp8_moe_amd_gfx95", _NAME, CURRENT_WRAPPER_MODULE, True),
+    importers=_IMPORTERS_SINCE_0_5_17 + (
         Importer("sglang.srt.layers.quantization.gguf", _NAME, CURRENT_WRAPPER_MODULE, True),
         Importer(f"{_FUSED_MOE_TRITON}.fused_marlin_moe", _NAME, _FUSED_MOE_TRITON, False),
         Importer("sglang.srt.layers.moe.moe_runner.humming", _NAME, _FUSED_MOE_TRITON, False),

@@ -20,12 +20,13 @@ import importlib.util
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from sgl_kernel_ext.plugin import read_status_files
+from sgl_kernel_ext.process_group import run_in_own_group
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE / "models"
@@ -108,26 +109,6 @@ def plugin_installed() -> str:
     return f"{ep.value} ({where})" if where else ep.value
 
 
-def _kill_group(pgid: int) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(pgid, sig)
-        except (ProcessLookupError, PermissionError):
-            return
-        time.sleep(2 if sig == signal.SIGTERM else 0)
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGKILL it if pytest dies (SGLang's own subprocesses in turn
-    die with their parent), so no engine is left holding the GPU."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -138,24 +119,11 @@ def run_isolated(cmd, env: dict, log_path: Path, timeout_s: float, cwd: Path) ->
 
     Returns (exit status or None on timeout, seconds).
     """
-    t0 = time.monotonic()
     old = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        with open(log_path, "wb") as log:
-            proc = subprocess.Popen(cmd, env=env, cwd=str(cwd), stdout=log, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
-            try:
-                rc = proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                rc = None
-            finally:
-                # The engine's scheduler/detokenizer live in the same process group: leave nothing behind.
-                _kill_group(proc.pid)
-                if proc.poll() is None:
-                    proc.wait(timeout=30)
+        return run_in_own_group(cmd, env, log_path, timeout_s, cwd)
     finally:
         signal.signal(signal.SIGTERM, old)
-    return rc, time.monotonic() - t0
 
 
 def log_tail(path: Path, n: int = 60) -> str:
@@ -164,21 +132,6 @@ def log_tail(path: Path, n: int = 60) -> str:
     except OSError:
         return "(no log)"
     return "\n".join(lines[-n:])
-
-
-def read_status_dir(path: Path) -> list[dict]:
-    """The plugin's per-process status files (``<pid>.json``)."""
-    out = []
-    for f in sorted(path.glob("*.json")):
-        for attempt in range(3):
-            try:
-                out.append(json.loads(f.read_text()))
-                break
-            except (OSError, ValueError):
-                if attempt == 2:
-                    out.append({"file": f.name, "unreadable": True})
-                time.sleep(0.2)
-    return out
 
 
 @pytest.fixture(scope="session")
@@ -211,7 +164,7 @@ def engine_run(e2e_settings, e2e_out, plugin_installed):
         if result_path.exists():
             data = json.loads(result_path.read_text())
         data.update({"tag": tag, "exit": rc, "wall_s": round(secs, 1), "log": str(log_path),
-                     "status": read_status_dir(status_dir)})
+                     "status": read_status_files(status_dir)})
         if rc is None:
             data["error"] = f"timed out after {s['timeout_s']:.0f} s"
         if rc != 0 or not data.get("ok"):
