@@ -1,4 +1,5 @@
-"""A few calls covering every path of the kernel; run under compute-sanitizer by sanitize.sh."""
+"""A few calls covering every path of the kernel (tiny, one block, exchange with 256- and
+512-thread blocks); run under compute-sanitizer by sanitize.sh."""
 
 import torch
 
@@ -7,6 +8,7 @@ from sgl_kernel_ext.testing import make_topk_ids, mismatch, run_both
 
 cases = [  # tokens, topk, experts, block, dist, dtype, pad, ignore
     (1, 8, 256, 64, "distinct", torch.int32, True, False),
+    (4, 8, 128, 16, "ep_mix", torch.int64, True, True),
     (100, 2, 8, 16, "uniform", torch.int64, False, False),
     (3000, 8, 256, 64, "ep_mix", torch.int32, True, True),
     (20000, 8, 256, 128, "skewed", torch.int32, True, False),

@@ -5,21 +5,30 @@
 // bucket x + 1 (EP's -1 -> bucket 0); an id outside [-1, num_buckets - 2] goes
 // to bucket 0 too, so no input reads or writes out of bounds.
 //
-// Shape of the work (distributed count, cumsum, parallel placement):
-//   1. Pair index space is cut into one contiguous chunk per warp of the grid,
-//      ordered by (block, warp). Each warp counts its chunk into its own row of
-//      a shared-memory histogram (match_any groups equal buckets; no atomics).
-//   2. Rows are scanned over the warps of the block: each warp's offset inside
-//      the block, and the block's total per bucket, published to global memory.
-//   3. One grid barrier. Every block reads all blocks' totals: its own offset
-//      (sum over lower blocks) and the grand totals; then the padded exclusive
-//      cumsum over buckets, redundantly in each block (cheaper than a second
-//      barrier).
-//   4. expert_ids, padding slots and the tail are written grid-stride; each warp
-//      re-reads its chunk (from L2) and places every pair at
-//      start[bucket] + lower blocks + lower warps + lower lanes.
-// A grid of one block skips the barrier: that is the small-input path.
+// Three shapes of the same work, one launch each, chosen by the host plan:
+//   - tiny (moe_align_tiny_kernel; up to blockDim.x pairs, one block): each
+//     thread holds one pair and ranks it against all pairs in shared memory.
+//     No histogram over all buckets: for small inputs the cost is the chain of
+//     dependent steps, not the work.
+//   - one block: moe_align_kernel without the exchange (steps 1, 3, 4 below).
+//   - exchange (moe_align_kernel, cooperative launch, one grid barrier):
+//     1. The pair index space is cut into one slice per block and one chunk
+//        per warp. Each warp counts its chunk into its own row of a
+//        shared-memory histogram; the rows are scanned over the warps (stable:
+//        lower warps first) and each block publishes its pairs per bucket.
+//     2. One grid barrier; each block sums, per bucket, the counts of the
+//        blocks below it and of all blocks.
+//     3. Every block computes the padded exclusive cumsum over buckets itself.
+//     4. expert_ids grid-stride; each warp re-reads its chunk (registers or L2)
+//        and places every pair at start[bucket] + lower blocks + lower warps +
+//        lower lanes.
+//   With pad_sorted_token_ids a single block fills the whole sorted buffer with
+//   numel first (its barriers order that before the placement); an exchange
+//   fills only the slots no pair lands in, since nothing orders another block's
+//   placement after its fill.
 #pragma once
+
+#include <algorithm>
 
 #include "portability.cuh"
 
@@ -31,20 +40,21 @@ struct MoeAlignParams {
   int32_t* sorted_token_ids;
   int32_t* expert_ids;
   int32_t* num_tokens_post_pad;
-  int32_t* cumsum;      // num_buckets + 1 entries: end of each bucket's real pairs, then the total
-  int32_t* block_hist;  // [gridDim.x][num_buckets]: block totals, then each block's offset from lower blocks
-  int32_t* totals;      // [num_buckets]: totals over the grid (block_hist and totals unused with one block)
+  int32_t* cumsum;        // num_buckets + 1 entries: end of each bucket's real pairs, then the total
+  int32_t* block_counts;  // exchange only: [gridDim.x][num_buckets], each block's pairs per bucket
   int32_t numel;
   int32_t num_buckets;
   int32_t block_size;
+  int32_t block_shift;  // log2(block_size) when it is a power of two, else -1
   int32_t sorted_len;
-  int32_t per_warp;  // pairs per warp chunk
+  int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
+  bool exchange;  // several blocks, one grid barrier (cooperative launch)
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
 };
 
-// Shared memory: warp_hist[warps][N] | prefix[N] | count[N] | start[N + 1] | scan[32]
+// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[32]
 inline size_t moe_align_smem_bytes(int warps, int num_buckets) {
   return sizeof(int32_t) * (static_cast<size_t>(warps + 2) * num_buckets + num_buckets + 1 + 32);
 }
@@ -59,21 +69,29 @@ __device__ __forceinline__ int bucket_key(const MoeAlignParams<IdT>& p, int64_t 
 
 // Pairs per lane loaded together: their loads are all in flight at once.
 constexpr int kSteps = 16;
-// Threads per block: short per-bucket chains over the warp rows, many blocks.
+// Threads per block: 256 (short per-bucket chains over the warp rows), or 512 for
+// large exchanges over many buckets (fewer blocks to sum, one bucket per thread).
 constexpr int kBlockThreads = 256;
+constexpr int kMaxBlockThreads = 512;
 
-// sorted_token_ids[:] = numel, grid-stride, 16-byte stores for the aligned body.
 template <typename IdT>
-__device__ __forceinline__ void fill_sorted(const MoeAlignParams<IdT>& p, int64_t gtid, int64_t gthreads) {
-  int32_t* out = p.sorted_token_ids;
-  const int64_t n = p.sorted_len;
-  const int64_t head = min(n, static_cast<int64_t>(((16 - (reinterpret_cast<uintptr_t>(out) & 15)) & 15) / 4));
-  const int64_t vecs = (n - head) / 4;
-  for (int64_t i = gtid; i < head; i += gthreads) out[i] = p.numel;
-  int4* body = reinterpret_cast<int4*>(out + head);
-  const int4 v = make_int4(p.numel, p.numel, p.numel, p.numel);
+__device__ __forceinline__ int round_up_to_block(const MoeAlignParams<IdT>& p, int c) {
+  if (p.block_shift >= 0) return ((c + p.block_size - 1) >> p.block_shift) << p.block_shift;
+  return (c + p.block_size - 1) / p.block_size * p.block_size;
+}
+
+// out[lo, hi) = value, grid-stride, 16-byte stores for the aligned body.
+__device__ __forceinline__ void fill_range(int32_t* out, int64_t lo, int64_t hi, int32_t value, int64_t gtid,
+                                           int64_t gthreads) {
+  if (lo >= hi) return;
+  const int64_t to_aligned = ((16 - (reinterpret_cast<uintptr_t>(out + lo) & 15)) & 15) / 4;
+  const int64_t head_end = min(hi, lo + to_aligned);
+  const int64_t vecs = (hi - head_end) / 4;
+  for (int64_t i = lo + gtid; i < head_end; i += gthreads) out[i] = value;
+  int4* body = reinterpret_cast<int4*>(out + head_end);
+  const int4 v = make_int4(value, value, value, value);
   for (int64_t i = gtid; i < vecs; i += gthreads) body[i] = v;
-  for (int64_t i = head + vecs * 4 + gtid; i < n; i += gthreads) out[i] = p.numel;
+  for (int64_t i = head_end + vecs * 4 + gtid; i < hi; i += gthreads) out[i] = value;
 }
 
 template <int kSteps, int kWarpSize, typename IdT>
@@ -95,20 +113,16 @@ __device__ __forceinline__ int warp_inclusive_scan(int v, int lane_in_group, int
   return v;
 }
 
-// count[e] <- start[e] (the bucket's pair count); start <- exclusive scan of the
-// padded counts, start[n] = total. Returns the total.
-template <int kWarpSize>
-__device__ int padded_exclusive_scan(int32_t* start, int32_t* count, int n, int block_size, int32_t* scan) {
+// start <- exclusive scan of the padded counts, start[n] = total. Returns the total.
+template <int kWarpSize, typename IdT>
+__device__ int padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_t* count, int32_t* start, int n,
+                                     int32_t* scan) {
   const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
   const int warps = blockDim.x / kWarpSize;
   const int per_thread = (n + blockDim.x - 1) / blockDim.x;
   const int lo = min(n, tid * per_thread), hi = min(n, lo + per_thread);
   int sum = 0;
-  for (int e = lo; e < hi; ++e) {
-    const int c = start[e];
-    count[e] = c;
-    sum += (c + block_size - 1) / block_size * block_size;
-  }
+  for (int e = lo; e < hi; ++e) sum += round_up_to_block(p, count[e]);
   const int incl = warp_inclusive_scan<kWarpSize>(sum, lane);
   if (lane == kWarpSize - 1) scan[warp] = incl;
   __syncthreads();
@@ -121,110 +135,248 @@ __device__ int padded_exclusive_scan(int32_t* start, int32_t* count, int n, int 
   int run = scan[warp] + incl - sum;
   for (int e = lo; e < hi; ++e) {
     start[e] = run;
-    run += (count[e] + block_size - 1) / block_size * block_size;
+    run += round_up_to_block(p, count[e]);
   }
   if (tid == blockDim.x - 1) start[n] = run;
   __syncthreads();
   return start[n];
 }
 
+// Exchange: before[e] = pairs of the blocks below this one, count[e] = all pairs.
+// `lanes` lanes share a bucket (each sums every lanes-th block) so that few
+// buckets still keep the threads busy; kBatch loads are in flight per thread.
+template <int kWarpSize, int kBatch>
+__device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* before, int32_t* count) {
+  const int G = gridDim.x, me = blockIdx.x;
+  const int tid = threadIdx.x, T = blockDim.x;
+  int lanes = 1;
+  while (lanes < kWarpSize && lanes < G && 2 * lanes * N <= T) lanes <<= 1;
+  const int sub = tid % lanes;
+  // Every thread runs the same number of rounds, so the shuffles see whole groups.
+  const int rounds = (N * lanes + T - 1) / T;
+  for (int r = 0; r < rounds; ++r) {
+    const int e = (r * T + tid) / lanes;
+    int below = 0, all = 0;
+    if (e < N) {
+      // Plain loads: the grid barrier makes the other blocks' stores visible.
+      const int32_t* column = block_counts + e;
+      for (int b0 = sub; b0 < G; b0 += kBatch * lanes) {
+        int c[kBatch];
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          const int b = b0 + u * lanes;
+          c[u] = b < G ? column[b * N] : 0;
+        }
+#pragma unroll
+        for (int u = 0; u < kBatch; ++u) {
+          all += c[u];
+          if (b0 + u * lanes < me) below += c[u];
+        }
+      }
+    }
+    for (int d = 1; d < lanes; d <<= 1) {
+      below += shfl_xor<kWarpSize>(below, d, lanes);
+      all += shfl_xor<kWarpSize>(all, d, lanes);
+    }
+    if (e < N && sub == 0) {
+      before[e] = below;
+      count[e] = all;
+    }
+  }
+}
+
+// Tiny inputs (numel <= blockDim.x, one block): thread i holds pair i. Its rank
+// in its bucket and its bucket's size come from one pass over all keys; where
+// its bucket starts, from a second pass over the padded sizes that each
+// bucket's first pair publishes. The buckets present, in key order, then give
+// every bucket's cumsum entry by binary search. The passes read 4 keys per
+// shared load, 8 per iteration, so that loads overlap.
+struct TinyBucket {
+  int key, start, real_end;
+};
+
 template <typename IdT, int kWarpSize>
-__global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
+__global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const MoeAlignParams<IdT> p) {
+  extern __shared__ int32_t smem[];
+  const int N = p.num_buckets, n = p.numel, tid = threadIdx.x, T = blockDim.x;
+  int32_t* keys = smem;        // [T]: each thread's bucket, N for no pair
+  int32_t* padded = keys + T;  // [T]: the padded size of the bucket of its first pair, else 0
+  TinyBucket* present = reinterpret_cast<TinyBucket*>(padded + T);
+  const int n8 = (n + 7) / 8 * 8;  // <= T: entries past n hold key N and size 0
+  if (p.pad_sorted_token_ids) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, tid, T);
+  const int key = bucket_key(p, tid, n);
+  keys[tid] = key;
+  __syncthreads();
+  int rank = 0, size = 0;
+  for (int j0 = 0; tid < n && j0 < n8; j0 += 8) {
+    const int4 a = *reinterpret_cast<const int4*>(keys + j0);
+    const int4 b = *reinterpret_cast<const int4*>(keys + j0 + 4);
+    const int k[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+    for (int u = 0; u < 8; ++u) {
+      const bool same = k[u] == key;
+      size += same;
+      rank += same && j0 + u < tid;
+    }
+  }
+  const bool first = key != N && rank == 0;
+  const int my_padded = first ? round_up_to_block(p, size) : 0;
+  padded[tid] = my_padded;
+  __syncthreads();
+
+  // Threads without a pair skip the passes; thread 0 publishes the totals for them.
+  int total = 0, buckets = 0, start = 0, buckets_below = 0;
+  for (int j0 = 0; (tid < n || tid == 0) && j0 < n8; j0 += 4) {
+    const int4 a = *reinterpret_cast<const int4*>(keys + j0);
+    const int4 c = *reinterpret_cast<const int4*>(padded + j0);
+    const int k[4] = {a.x, a.y, a.z, a.w}, ps[4] = {c.x, c.y, c.z, c.w};
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      total += ps[u];
+      buckets += ps[u] > 0;
+      if (k[u] < key) {
+        start += ps[u];
+        buckets_below += ps[u] > 0;
+      }
+    }
+  }
+  if (first) present[buckets_below] = {key, start, start + size};
+  int32_t* totals = reinterpret_cast<int32_t*>(present + T);
+  if (tid == 0) {
+    totals[0] = total;
+    totals[1] = buckets;
+  }
+  if (key != N) p.sorted_token_ids[start + rank] = tid;
+  if (first) {
+    const int m_end = (start + my_padded) / p.block_size;
+    for (int m = start / p.block_size; m < m_end; ++m) p.expert_ids[m] = key - 1;
+  }
+  __syncthreads();
+  total = totals[0];
+  buckets = totals[1];
+
+  for (int e = tid; e < N; e += T) {
+    int lo = 0, hi = buckets;  // first present bucket >= e
+    while (lo < hi) {
+      const int mid = (lo + hi) >> 1;
+      if (present[mid].key < e)
+        lo = mid + 1;
+      else
+        hi = mid;
+    }
+    p.cumsum[e] = lo == buckets ? total : present[lo].key == e ? present[lo].real_end : present[lo].start;
+  }
+  if (tid == 0) {
+    p.cumsum[N] = total;
+    *p.num_tokens_post_pad = total;
+  }
+}
+
+#if defined(SKE_PHASE_CLOCKS)
+// Lab builds only: clock64() of thread 0 at each phase boundary, per block.
+__device__ long long ske_phase_clocks[4096 * 16];
+#define SKE_PHASE(k) \
+  if (threadIdx.x == 0 && blockIdx.x < 4096) ske_phase_clocks[blockIdx.x * 16 + (k)] = clock64()
+#else
+#define SKE_PHASE(k)
+#endif
+
+template <typename IdT, int kWarpSize>
+__global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
   const int N = p.num_buckets;
   const int tid = threadIdx.x, bdim = blockDim.x;
   const int lane = tid % kWarpSize, warp = tid / kWarpSize, warps = bdim / kWarpSize;
-  int32_t* warp_hist = smem;
-  int32_t* prefix = warp_hist + warps * N;
-  int32_t* count = prefix + N;
-  int32_t* start = count + N;
+  int32_t* rows = smem;             // per warp: its pairs per bucket, then where its next pair goes
+  int32_t* before = rows + warps * N;  // pairs of lower blocks per bucket
+  int32_t* count = before + N;      // pairs per bucket
+  int32_t* start = count + N;       // padded start per bucket; start[N] = total
   int32_t* scan = start + N + 1;
-  int32_t* my_hist = warp_hist + warp * N;
+  int32_t* my_row = rows + warp * N;
   const Mask lanes_below = (Mask(1) << lane) - 1;
   const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
   const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
+  const int64_t numel = p.numel;
 
-  if (p.pad_sorted_token_ids) fill_sorted(p, gtid, gthreads);
-  for (int i = tid; i < warps * N; i += bdim) warp_hist[i] = 0;
+  SKE_PHASE(0);
+  // One block: fill the whole buffer now, the block barriers order it before the placement.
+  if (p.pad_sorted_token_ids && !p.exchange) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, gtid, gthreads);
+  for (int i = tid; i < (warps + 2) * N; i += bdim) smem[i] = 0;
   __syncthreads();
 
-  const int64_t chunk = static_cast<int64_t>(blockIdx.x) * warps + warp;
-  const int64_t begin = min(chunk * p.per_warp, static_cast<int64_t>(p.numel));
-  const int64_t end = min(begin + p.per_warp, static_cast<int64_t>(p.numel));
+  const int64_t slice_begin = min(static_cast<int64_t>(blockIdx.x) * warps * p.per_warp, numel);
+  const int64_t slice_end = min(slice_begin + static_cast<int64_t>(warps) * p.per_warp, numel);
+  const int64_t begin = min(slice_begin + static_cast<int64_t>(warp) * p.per_warp, slice_end);
+  const int64_t end = min(begin + p.per_warp, slice_end);
 
   // 1. Count this warp's chunk, kSteps pairs per lane per round.
   const int64_t round_len = int64_t(kSteps) * kWarpSize;
-  const bool keys_stay = end - begin <= round_len;  // one round: keep keys for step 4
+  const bool keys_stay = end - begin <= round_len;  // one round: keep keys for placement
   int keys[kSteps];
   for (int64_t r0 = begin; r0 < end; r0 += round_len) {
     load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
-      if (keys[s] != N) atomicAdd(&my_hist[keys[s]], 1);  // counts need no order
+      if (r0 + s * kWarpSize >= end) break;
+      if (keys[s] != N) atomicAdd(&my_row[keys[s]], 1);  // counts need no order
     }
   }
+  SKE_PHASE(1);
   __syncthreads();
 
-  // 2. Offsets of the warps inside the block; the block's totals.
+  // Offsets of the warps inside the block; the block's pairs per bucket.
+  constexpr int kMaxWarps = kMaxBlockThreads / kWarpSize;
   for (int e = tid; e < N; e += bdim) {
+    int c[kMaxWarps];
+#pragma unroll
+    for (int w = 0; w < kMaxWarps; ++w) c[w] = w < warps ? rows[w * N + e] : 0;
     int run = 0;
-    for (int w = 0; w < warps; ++w) {
-      const int c = warp_hist[w * N + e];
-      warp_hist[w * N + e] = run;
-      run += c;
+#pragma unroll
+    for (int w = 0; w < kMaxWarps; ++w) {
+      if (w < warps) rows[w * N + e] = run;
+      run += c[w];
     }
-    start[e] = run;
-    prefix[e] = 0;
-    if (gridDim.x > 1) p.block_hist[static_cast<int64_t>(blockIdx.x) * N + e] = run;
+    if (p.exchange)
+      p.block_counts[static_cast<int64_t>(blockIdx.x) * N + e] = run;
+    else
+      count[e] = run;
   }
+  SKE_PHASE(2);
 
-  // 3. Column scan over the blocks: a group of `lanes` lanes per bucket, so
-  //    a small grid scans many buckets per warp at once.
-  if (gridDim.x > 1) {
-    __threadfence();
+  // 2. Exchange: one grid barrier (it orders the stores above before the loads below).
+  if (p.exchange) {
     grid_sync();
-    const int nblocks = gridDim.x;
-    int lanes = 1;
-    while (lanes < nblocks && lanes < kWarpSize) lanes <<= 1;
-    const int sub = lane % lanes, buckets_per_warp = kWarpSize / lanes;
-    for (int e0 = (blockIdx.x * warps + warp) * buckets_per_warp; e0 < N; e0 += nblocks * warps * buckets_per_warp) {
-      const int e = e0 + lane / lanes;
-      int carry = 0;
-      for (int b0 = 0; b0 < nblocks; b0 += lanes) {
-        const int b = b0 + sub;
-        const bool valid = b < nblocks && e < N;
-        int32_t* cell = p.block_hist + static_cast<int64_t>(b) * N + e;
-        const int c = valid ? load_from_other_block(cell) : 0;
-        const int incl = warp_inclusive_scan<kWarpSize>(c, sub, lanes);
-        if (valid) *cell = carry + incl - c;
-        carry += shfl<kWarpSize>(incl, lanes - 1, lanes);
-      }
-      if (sub == 0 && e < N) p.totals[e] = carry;
-    }
-    __threadfence();
-    grid_sync();
-    for (int e = tid; e < N; e += bdim) {
-      start[e] = load_from_other_block(p.totals + e);
-      prefix[e] = load_from_other_block(p.block_hist + static_cast<int64_t>(blockIdx.x) * N + e);
+    SKE_PHASE(3);
+    // Loads in flight per thread: as many as the grid has blocks (64 at most) on
+    // NVIDIA; 8 on 64-wide AMD waves, where more spill registers (compile report).
+    if constexpr (kWarpSize == 32) {
+      if (bdim > kBlockThreads)
+        sum_block_counts<kWarpSize, 64>(p.block_counts, N, before, count);
+      else
+        sum_block_counts<kWarpSize, 32>(p.block_counts, N, before, count);
+    } else {
+      sum_block_counts<kWarpSize, 8>(p.block_counts, N, before, count);
     }
   }
   __syncthreads();
-  const int total = padded_exclusive_scan<kWarpSize>(start, count, N, p.block_size, scan);
+  SKE_PHASE(4);
 
-  if (blockIdx.x == 0) {
-    // What upstream's atomics leave there: where each bucket's real pairs end.
-    for (int e = tid; e < N; e += bdim) p.cumsum[e] = start[e] + count[e];
-    if (tid == 0) p.cumsum[N] = total;
-    if (tid == 0) *p.num_tokens_post_pad = total;
-  }
+  // 3. Padded cumsum over buckets.
+  const int total = padded_exclusive_scan<kWarpSize>(p, count, start, N, scan);
+  SKE_PHASE(5);
   for (int e = tid; e < N; e += bdim) {
-    const int base = start[e] + prefix[e];
-    for (int w = 0; w < warps; ++w) warp_hist[w * N + e] += base;
+    before[e] += start[e];  // where this block's pairs of bucket e begin
+    // What upstream's atomics leave there: where each bucket's real pairs end.
+    if (blockIdx.x == 0) p.cumsum[e] = start[e] + count[e];
+  }
+  if (blockIdx.x == 0 && tid == 0) {
+    p.cumsum[N] = total;
+    *p.num_tokens_post_pad = total;
   }
 
-  // 4a. expert_ids, grid-stride.
-  const int num_m_blocks = total / p.block_size;
+  // 4. expert_ids, grid-stride.
+  const int num_m_blocks = p.block_shift >= 0 ? total >> p.block_shift : total / p.block_size;
   for (int64_t m = gtid; m < num_m_blocks; m += gthreads) {
     const int pos = static_cast<int>(m) * p.block_size;
     int lo = 0, hi = N;  // first bucket whose end is past pos
@@ -237,9 +389,19 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlign
     }
     p.expert_ids[m] = lo - 1;
   }
+  // Exchange: no barrier orders other blocks' placement, so fill only the slots no pair
+  // lands in: each bucket's padding (a warp per bucket, over the grid), then the tail.
+  if (p.pad_sorted_token_ids && p.exchange) {
+    const int64_t gwarp = static_cast<int64_t>(blockIdx.x) * warps + warp;
+    for (int64_t e = gwarp; e < N; e += static_cast<int64_t>(gridDim.x) * warps) {
+      for (int s = start[e] + count[e] + lane; s < start[e + 1]; s += kWarpSize) p.sorted_token_ids[s] = p.numel;
+    }
+    fill_range(p.sorted_token_ids, total, p.sorted_len, p.numel, gtid, gthreads);
+  }
   __syncthreads();
+  SKE_PHASE(6);
 
-  // 4b. Stable placement.
+  // Stable placement.
   for (int64_t r0 = begin; r0 < end; r0 += round_len) {
     if (!keys_stay) load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
 #pragma unroll
@@ -247,56 +409,83 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_kernel(const MoeAlign
       if (r0 + s * kWarpSize >= end) break;
       const int key = keys[s];
       const Mask peers = match_bits<kWarpSize>(key, p.key_bits);
-      const int slot = key != N ? my_hist[key] + popcount(peers & lanes_below) : 0;
+      const int slot = key != N ? before[key] + my_row[key] + popcount(peers & lanes_below) : 0;
       sync_warp();
       if (key != N) {
         p.sorted_token_ids[slot] = static_cast<int32_t>(r0 + s * kWarpSize + lane);
-        if (lane == lowest_lane(peers)) my_hist[key] += popcount(peers);
+        if (lane == lowest_lane(peers)) my_row[key] += popcount(peers);
       }
       sync_warp();
     }
   }
+  SKE_PHASE(7);
 }
 
 // ---------------------------------------------------------------------------
 // Host side: choose the grid, then launch.
 
+enum class MoeAlignPath { kTiny, kOneBlock, kExchange };
+
 struct MoeAlignPlan {
+  MoeAlignPath path;
   int grid;
   int block;
   size_t smem;
   int per_warp;
 };
 
-// Pairs per lane the plan aims for before adding blocks.
-constexpr int kTargetPairsPerLane = 8;
+// Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third session).
+struct MoeAlignTuning {
+  int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
+  int exchange_min_pairs = 4096;   // one block below this
+  int wide_block_min_pairs = 32768;  // 512-thread blocks from here when buckets > wide_block_min_buckets
+  int wide_block_min_buckets = 65;
+  int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads) ...
+  int max_grid_many_buckets = 64;  // ... at most this when buckets > 64 (each block sums grid x buckets)
+};
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
   // One warp's row plus the per-bucket arrays must fit one block's shared memory.
   return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - 32) / 4);
 }
 
-// max_coresident(block, smem) -> blocks of that shape the device holds at once.
-template <typename CoresidentFn>
-MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
-                            CoresidentFn max_coresident, int pairs_per_lane = kTargetPairsPerLane) {
-  int warps = kBlockThreads / warp_size;
-  while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
+// A plan for a given path, grid and block; an exchange grid must fit co-resident (the caller checks).
+inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
+                             int grid = 1, int threads = kBlockThreads) {
   MoeAlignPlan plan;
+  plan.path = path;
+  plan.grid = path == MoeAlignPath::kExchange && grid > 1 ? grid : 1;
+  if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
+  if (path == MoeAlignPath::kTiny) {
+    plan.block = kBlockThreads;
+    plan.smem = (2 * sizeof(int32_t) + sizeof(TinyBucket)) * kBlockThreads + 2 * sizeof(int32_t);
+    plan.per_warp = 0;
+    return plan;
+  }
+  int warps = std::min(threads, kMaxBlockThreads) / warp_size;
+  while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
   plan.block = warps * warp_size;
   plan.smem = moe_align_smem_bytes(warps, num_buckets);
-  const int64_t per_block = int64_t(plan.block) * pairs_per_lane;
-  int64_t grid = (int64_t(numel) + per_block - 1) / per_block;
-  if (grid > 1 && dev.cooperative) {
-    const int fits = max_coresident(plan.block, plan.smem);
-    grid = grid < fits ? grid : fits;
-  }
-  if (grid < 1 || !dev.cooperative) grid = 1;
-  plan.grid = static_cast<int>(grid);
-  const int64_t warps_total = grid * warps;
+  const int64_t warps_total = int64_t(plan.grid) * warps;
   plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
   if (plan.per_warp < 1) plan.per_warp = 1;
   return plan;
+}
+
+// max_coresident(block, smem) -> blocks of that shape the device holds at once.
+template <typename CoresidentFn>
+MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
+                            CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
+  if (numel <= tuning.tiny_max_pairs) return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size);
+  if (!dev.cooperative || numel < tuning.exchange_min_pairs)
+    return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
+  const bool wide = numel >= tuning.wide_block_min_pairs && num_buckets >= tuning.wide_block_min_buckets;
+  const MoeAlignPlan shape =
+      plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, wide ? kMaxBlockThreads : kBlockThreads);
+  int64_t grid = numel / (int64_t(tuning.pairs_per_thread) * shape.block);
+  if (num_buckets > 64) grid = std::min<int64_t>(grid, tuning.max_grid_many_buckets);
+  grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem));
+  return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), shape.block);
 }
 
 inline int bit_width(int x) {
@@ -305,16 +494,24 @@ inline int bit_width(int x) {
   return bits;
 }
 
-// Launch with a given plan; with plan.grid > 1, block_hist must hold
-// plan.grid * num_buckets ints and totals num_buckets.
+inline int log2_if_power_of_two(int x) {
+  if (x < 1 || (x & (x - 1)) != 0) return -1;
+  return bit_width(x) - 1;
+}
+
+// Launch with a given plan; an exchange plan needs block_counts of plan.grid * num_buckets ints.
 template <typename IdT, int kWarpSize>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;
+  p.exchange = plan.path == MoeAlignPath::kExchange;
   p.key_bits = bit_width(p.num_buckets);
-  auto kernel = moe_align_kernel<IdT, kWarpSize>;
+  p.block_shift = log2_if_power_of_two(p.block_size);
   void* args[] = {&p};
-  if (plan.grid > 1) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
-  return launch_plain(kernel, 1, plan.block, args, plan.smem, stream);
+  if (plan.path == MoeAlignPath::kTiny)
+    return launch_plain(moe_align_tiny_kernel<IdT, kWarpSize>, 1, plan.block, args, plan.smem, stream);
+  auto kernel = moe_align_kernel<IdT, kWarpSize>;
+  if (p.exchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
+  return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }
 
 }  // namespace ske

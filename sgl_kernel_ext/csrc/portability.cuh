@@ -96,21 +96,20 @@ __device__ __forceinline__ int shfl(int v, int src_lane, int width = kWarpSize) 
 #endif
 }
 
+template <int kWarpSize>
+__device__ __forceinline__ int shfl_xor(int v, int lane_mask, int width = kWarpSize) {
+#if defined(SKE_HIP)
+  return __shfl_xor(v, lane_mask, width);
+#else
+  return __shfl_xor_sync(0xffffffffu, v, lane_mask, width);
+#endif
+}
+
 __device__ __forceinline__ void sync_warp() {
 #if defined(SKE_HIP)
   __builtin_amdgcn_wave_barrier();
 #else
   __syncwarp();
-#endif
-}
-
-// Read a value another block wrote before the last grid barrier: skip the
-// (non-coherent) L1 so no stale line can be returned.
-__device__ __forceinline__ int load_from_other_block(const int* p) {
-#if defined(SKE_HIP)
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
-#else
-  return __ldcg(p);
 #endif
 }
 

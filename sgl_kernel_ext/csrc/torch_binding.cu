@@ -5,7 +5,6 @@
 #include <torch/library.h>
 
 #include <array>
-#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <tuple>
@@ -61,25 +60,19 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   auto kernel = ske::moe_align_kernel<IdT, kWarpSize>;
   allow_smem_once(kernel, dev.smem_per_block_optin);
   const int numel = static_cast<int>(topk_ids.numel());
-  // Tuning knob for benchmarks: pairs per lane before the plan adds blocks.
-  static const int pairs_per_lane = [] {
-    const char* v = std::getenv("SGL_KERNEL_EXT_PAIRS_PER_LANE");
-    return v != nullptr && std::atoi(v) > 0 ? std::atoi(v) : ske::kTargetPairsPerLane;
-  }();
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, dev, kWarpSize,
-      [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); }, pairs_per_lane);
-  at::Tensor workspace;  // block_hist then totals
-  if (plan.grid > 1)
-    workspace = at::empty({int64_t(plan.grid + 1) * num_buckets}, topk_ids.options().dtype(at::kInt));
+      [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); });
+  at::Tensor block_counts;
+  if (plan.path == ske::MoeAlignPath::kExchange)
+    block_counts = at::empty({int64_t(plan.grid) * num_buckets}, topk_ids.options().dtype(at::kInt));
   ske::MoeAlignParams<IdT> p{};
   p.topk_ids = topk_ids.data_ptr<IdT>();
   p.sorted_token_ids = sorted_token_ids.data_ptr<int32_t>();
   p.expert_ids = expert_ids.data_ptr<int32_t>();
   p.num_tokens_post_pad = num_tokens_post_pad.data_ptr<int32_t>();
   p.cumsum = cumsum_buffer.data_ptr<int32_t>();
-  p.block_hist = plan.grid > 1 ? workspace.data_ptr<int32_t>() : nullptr;
-  p.totals = plan.grid > 1 ? p.block_hist + int64_t(plan.grid) * num_buckets : nullptr;
+  p.block_counts = block_counts.defined() ? block_counts.data_ptr<int32_t>() : nullptr;
   p.numel = numel;
   p.num_buckets = num_buckets;
   p.block_size = block_size;

@@ -1,0 +1,478 @@
+// Kernel lab: the framework-free kernel alone, no torch. Checks every plan shape
+// against a CPU model bit for bit, and times plans by CUDA-graph replay, so that
+// a plan or kernel change is tried in seconds on the GPU machine.
+//
+//   nvcc -O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc scripts/kernel_lab.cu -o /tmp/kernel_lab
+//   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
+//   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=...)
+//   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
+//   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <cooperative_groups.h>
+
+#include "moe_align.cuh"
+
+#define CK(...)                                                                                      \
+  do {                                                                                               \
+    cudaError_t e_ = (__VA_ARGS__);                                                                  \
+    if (e_ != cudaSuccess) {                                                                         \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #__VA_ARGS__, cudaGetErrorString(e_)); \
+      std::exit(2);                                                                                  \
+    }                                                                                                \
+  } while (0)
+
+constexpr int32_t kPoison = 0x5EED5EED;
+
+struct Outputs {
+  std::vector<int32_t> sorted, experts, cumsum;
+  int32_t total;
+};
+
+// The contract, written as plainly as possible.
+Outputs model(const std::vector<int64_t>& ids, int N, int bs, size_t sorted_len, size_t experts_len, bool pad,
+              bool ignore) {
+  const int64_t numel = ids.size();
+  std::vector<int> bucket(numel);
+  std::vector<int64_t> count(N, 0);
+  for (int64_t i = 0; i < numel; ++i) {
+    const int64_t b = ids[i] + 1;
+    int k = (b >= 0 && b < N) ? int(b) : 0;
+    if (k == 0 && ignore) k = -1;
+    bucket[i] = k;
+    if (k >= 0) count[k]++;
+  }
+  std::vector<int64_t> start(N + 1, 0);
+  for (int e = 0; e < N; ++e) start[e + 1] = start[e] + (count[e] + bs - 1) / bs * bs;
+  Outputs o;
+  o.total = int32_t(start[N]);
+  o.sorted.assign(sorted_len, pad ? int32_t(numel) : kPoison);
+  o.experts.assign(experts_len, kPoison);
+  o.cumsum.assign(N + 1, kPoison);
+  std::vector<int64_t> next(start.begin(), start.end() - 1);
+  for (int64_t i = 0; i < numel; ++i)
+    if (bucket[i] >= 0) o.sorted[next[bucket[i]]++] = int32_t(i);
+  for (int e = 0; e < N; ++e)
+    for (int64_t m = start[e] / bs; m < start[e + 1] / bs; ++m) o.experts[m] = e - 1;
+  for (int e = 0; e < N; ++e) o.cumsum[e] = int32_t(start[e] + count[e]);
+  o.cumsum[N] = o.total;
+  return o;
+}
+
+struct Case {
+  int tokens, topk, N, bs;
+  bool pad, ignore, i64;
+  std::string dist;
+};
+
+std::vector<int64_t> make_ids(const Case& c, std::mt19937_64& rng) {
+  const int64_t numel = int64_t(c.tokens) * c.topk;
+  std::vector<int64_t> ids(numel);
+  const int experts = c.N - 1;  // bucket e holds expert e - 1
+  std::uniform_int_distribution<int> ue(0, std::max(0, experts - 1));
+  std::uniform_real_distribution<double> u01(0, 1);
+  const int hot = ue(rng);
+  for (int64_t i = 0; i < numel; ++i) {
+    if (c.dist == "uniform") {
+      ids[i] = ue(rng);
+    } else if (c.dist == "skewed") {
+      ids[i] = std::min<int64_t>(experts - 1, int64_t(experts * std::pow(u01(rng), 4.0)));
+    } else if (c.dist == "one_expert") {
+      ids[i] = hot;
+    } else if (c.dist == "ep_mix") {
+      ids[i] = u01(rng) < 0.5 ? -1 : ue(rng);
+    } else {  // "invalid": out-of-range ids too
+      const double r = u01(rng);
+      ids[i] = r < 0.1 ? -5 - int64_t(rng() % 100) : r < 0.2 ? experts + int64_t(rng() % 100) : ue(rng);
+    }
+    if (experts == 0) ids[i] = -1;
+  }
+  return ids;
+}
+
+struct Device {
+  ske::DeviceLimits dev;
+  int coresident(int block, size_t smem, const void* kernel) const {
+    int per_sm = 0;
+    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
+    return per_sm * dev.sm_count;
+  }
+};
+
+template <typename IdT>
+struct Run {
+  IdT* ids = nullptr;
+  int32_t *sorted = nullptr, *experts = nullptr, *total = nullptr, *cumsum = nullptr, *counts = nullptr;
+  size_t sorted_len = 0, experts_len = 0;
+  int numel = 0;
+  ske::MoeAlignParams<IdT> params(int N, int bs, bool pad, bool ignore) const {
+    ske::MoeAlignParams<IdT> p{};
+    p.topk_ids = ids;
+    p.sorted_token_ids = sorted;
+    p.expert_ids = experts;
+    p.num_tokens_post_pad = total;
+    p.cumsum = cumsum;
+    p.block_counts = counts;
+    p.numel = numel;
+    p.num_buckets = N;
+    p.block_size = bs;
+    p.sorted_len = int32_t(sorted_len);
+    p.pad_sorted_token_ids = pad;
+    p.ignore_invalid_expert = ignore;
+    return p;
+  }
+};
+
+template <typename IdT>
+Run<IdT> alloc(const std::vector<int64_t>& ids64, int N, int bs, int max_grid) {
+  Run<IdT> r;
+  r.numel = int(ids64.size());
+  const int64_t numel = r.numel;
+  r.sorted_len = size_t(numel + std::min<int64_t>(numel, N) * (bs - 1));
+  r.experts_len = (r.sorted_len + bs - 1) / bs;
+  std::vector<IdT> h(ids64.begin(), ids64.end());
+  CK(cudaMalloc(&r.ids, std::max<size_t>(1, h.size()) * sizeof(IdT)));
+  if (!h.empty()) CK(cudaMemcpy(r.ids, h.data(), h.size() * sizeof(IdT), cudaMemcpyHostToDevice));
+  CK(cudaMalloc(&r.sorted, (r.sorted_len + 1) * 4));
+  CK(cudaMalloc(&r.experts, (r.experts_len + 1) * 4));
+  CK(cudaMalloc(&r.total, 4));
+  CK(cudaMalloc(&r.cumsum, (N + 1) * 4));
+  CK(cudaMalloc(&r.counts, size_t(max_grid) * N * 4));
+  return r;
+}
+
+template <typename IdT>
+void release(Run<IdT>& r) {
+  cudaFree(r.ids);
+  cudaFree(r.sorted);
+  cudaFree(r.experts);
+  cudaFree(r.total);
+  cudaFree(r.cumsum);
+  cudaFree(r.counts);
+}
+
+void poison(int32_t* p, size_t n) {
+  std::vector<int32_t> h(n, kPoison);
+  CK(cudaMemcpy(p, h.data(), n * 4, cudaMemcpyHostToDevice));
+}
+
+std::vector<int32_t> fetch(const int32_t* p, size_t n) {
+  std::vector<int32_t> h(n);
+  if (n) CK(cudaMemcpy(h.data(), p, n * 4, cudaMemcpyDeviceToHost));
+  return h;
+}
+
+template <typename IdT>
+std::string check_plan(const Case& c, const std::vector<int64_t>& ids, const ske::MoeAlignPlan& plan) {
+  Run<IdT> r = alloc<IdT>(ids, c.N, c.bs, plan.grid);
+  // One extra poisoned slot after each output: nothing may land past the end.
+  poison(r.sorted, r.sorted_len + 1);
+  poison(r.experts, r.experts_len + 1);
+  poison(r.total, 1);
+  poison(r.cumsum, c.N + 1);
+  CK(ske::launch_moe_align<IdT, 32>(r.params(c.N, c.bs, c.pad, c.ignore), plan, 0));
+  CK(cudaGetLastError());
+  CK(cudaDeviceSynchronize());
+  const Outputs want = model(ids, c.N, c.bs, r.sorted_len, r.experts_len, c.pad, c.ignore);
+  std::string err;
+  auto cmp = [&](const char* name, const std::vector<int32_t>& got, const std::vector<int32_t>& exp) {
+    for (size_t i = 0; i < exp.size() && err.empty(); ++i)
+      if (got[i] != exp[i])
+        err = std::string(name) + "[" + std::to_string(i) + "] got " + std::to_string(got[i]) + " want " +
+              std::to_string(exp[i]);
+    if (err.empty() && got.size() > exp.size() && got[exp.size()] != kPoison) err = std::string(name) + " overrun";
+  };
+  cmp("sorted", fetch(r.sorted, r.sorted_len + 1), want.sorted);
+  cmp("experts", fetch(r.experts, r.experts_len + 1), want.experts);
+  cmp("cumsum", fetch(r.cumsum, c.N + 1), want.cumsum);
+  if (err.empty() && fetch(r.total, 1)[0] != want.total) err = "total";
+  release(r);
+  return err;
+}
+
+template <typename IdT>
+const void* kernel_of() {
+  return reinterpret_cast<const void*>(ske::moe_align_kernel<IdT, 32>);
+}
+
+int check(const Device& d) {
+  std::mt19937_64 rng(std::random_device{}());
+  const int tokens_set[] = {0, 1, 3, 16, 127, 128, 513, 1000, 2048, 4097, 8192, 16384, 65536};
+  const int n_set[] = {2, 9, 65, 129, 257, 385, 513, 1025};
+  const int bs_set[] = {1, 3, 16, 64, 128};
+  const char* dists[] = {"uniform", "skewed", "one_expert", "ep_mix", "invalid"};
+  int cases = 0, failures = 0;
+  for (int iter = 0; iter < 400; ++iter) {
+    Case c;
+    c.tokens = tokens_set[rng() % std::size(tokens_set)];
+    if (rng() % 2) c.tokens += int(rng() % 97);  // ragged
+    c.topk = 1 + int(rng() % 10);
+    c.N = n_set[rng() % std::size(n_set)];
+    c.bs = bs_set[rng() % std::size(bs_set)];
+    c.pad = rng() % 4 != 0;
+    c.ignore = rng() % 4 == 0;
+    c.i64 = rng() % 3 == 0;
+    c.dist = dists[rng() % std::size(dists)];
+    const auto ids = make_ids(c, rng);
+    const int numel = int(ids.size());
+    const void* kern = c.i64 ? kernel_of<int64_t>() : kernel_of<int32_t>();
+    using ske::MoeAlignPath;
+    std::vector<ske::MoeAlignPlan> plans;
+    const auto fits = [&](int b, size_t s) { return d.coresident(b, s, kern); };
+    plans.push_back(ske::plan_moe_align(numel, c.N, d.dev, 32, fits));
+    if (numel <= ske::kBlockThreads) plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32));
+    plans.push_back(ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32));
+    for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
+      plans.push_back(ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, 2 + int(rng() % 40), threads));
+    for (const auto& plan : plans) {
+      const std::string err = c.i64 ? check_plan<int64_t>(c, ids, plan) : check_plan<int32_t>(c, ids, plan);
+      ++cases;
+      if (!err.empty()) {
+        ++failures;
+        if (failures <= 20)
+          std::printf("FAIL tokens=%d topk=%d N=%d bs=%d pad=%d ignore=%d i64=%d %s grid=%d path=%d: %s\n",
+                      c.tokens, c.topk, c.N, c.bs, c.pad, c.ignore, c.i64, c.dist.c_str(), plan.grid,
+                      int(plan.path), err.c_str());
+      }
+    }
+  }
+  std::printf("check: %d plan runs, %d failed\n", cases, failures);
+  return failures == 0 ? 0 : 1;
+}
+
+// Device time per launch: a graph of kCalls launches, replayed; median over replays.
+template <typename Launch>
+double graph_us(Launch launch) {
+  constexpr int kCalls = 20, kReps = 60;
+  cudaStream_t s;
+  CK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking));
+  launch(s);
+  CK(cudaStreamSynchronize(s));
+  cudaGraph_t g;
+  cudaGraphExec_t ge;
+  CK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+  for (int i = 0; i < kCalls; ++i) launch(s);
+  CK(cudaStreamEndCapture(s, &g));
+  CK(cudaGraphInstantiate(&ge, g, 0));
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  for (int i = 0; i < 5; ++i) CK(cudaGraphLaunch(ge, s));
+  std::vector<float> t;
+  for (int i = 0; i < kReps; ++i) {
+    CK(cudaEventRecord(a, s));
+    CK(cudaGraphLaunch(ge, s));
+    CK(cudaEventRecord(b, s));
+    CK(cudaEventSynchronize(b));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  CK(cudaGraphExecDestroy(ge));
+  CK(cudaGraphDestroy(g));
+  CK(cudaStreamDestroy(s));
+  return t[t.size() / 2] * 1000.0 / kCalls;
+}
+
+struct Routing {
+  const char* name;
+  int experts, topk;
+};
+
+int time_plans(const Device& d) {
+  std::mt19937_64 rng(1234);
+  const Routing routings[] = {
+      {"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2}, {"Qwen3-Next", 512, 10}};
+  const int tokens_set[] = {1, 4, 16, 32, 64, 128, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536};
+  const char* env = std::getenv("LAB_ROUTINGS");
+  std::printf("routing,tokens,bs,plan,grid,us\n");
+  for (const auto& rt : routings) {
+    if (env && !std::strstr(env, rt.name)) continue;
+    for (int tokens : tokens_set) {
+      const int bs = 64;
+      Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, "uniform"};
+      const auto ids = make_ids(c, rng);
+      const int numel = int(ids.size());
+      const void* kern = kernel_of<int32_t>();
+      using ske::MoeAlignPath;
+      const auto coresident = [&](int b, size_t s) { return d.coresident(b, s, kern); };
+      std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
+      plans.push_back({"default", ske::plan_moe_align(numel, c.N, d.dev, 32, coresident)});
+      if (numel <= ske::kBlockThreads)
+        plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32)});
+      if (numel <= 32768) plans.push_back({"one_block", ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32)});
+      for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads}) {
+        const auto shape = ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, 1, threads);
+        const int fits = coresident(shape.block, shape.smem);
+        const std::string name = "exchange" + std::to_string(shape.block);
+        for (int g : {4, 8, 16, 32, 48, 64, 96, 132})
+          if (g <= fits && int64_t(g) * 512 <= numel)
+            plans.push_back({name, ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads)});
+      }
+      int max_grid = 1;
+      for (auto& pl : plans) max_grid = std::max(max_grid, pl.second.grid);
+      Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, max_grid);
+      for (const auto& named : plans) {
+        const std::string& name = named.first;
+        const ske::MoeAlignPlan& plan = named.second;
+        if (!check_plan<int32_t>(c, ids, plan).empty()) {
+          std::printf("%s,%d,%d,%s,%d,WRONG\n", rt.name, tokens, bs, name.c_str(), plan.grid);
+          continue;
+        }
+        const auto p = r.params(c.N, bs, true, false);
+        const double us = graph_us([&](cudaStream_t s) { CK(ske::launch_moe_align<int32_t, 32>(p, plan, s)); });
+        std::printf("%s,%d,%d,%s,%d,%.2f\n", rt.name, tokens, bs, name.c_str(), plan.grid, us);
+      }
+      release(r);
+      std::fflush(stdout);
+    }
+  }
+  return 0;
+}
+
+__global__ void empty_kernel() {}
+
+__global__ void barrier_kernel(int syncs, int* out) {
+  for (int i = 0; i < syncs; ++i) cooperative_groups::this_grid().sync();
+  if (threadIdx.x == 0 && out) out[blockIdx.x] = syncs;
+}
+
+// Latency of loads that read other blocks' stores, right after a grid barrier.
+__global__ void exchange_probe(int* rows, int n, long long* clk, int* sink) {
+  const int b = blockIdx.x, t = threadIdx.x;
+  for (int i = t; i < n; i += blockDim.x) rows[b * n + i] = b + i;
+  cooperative_groups::this_grid().sync();
+  const long long c0 = clock64();
+  int v = rows[((b + 1) % gridDim.x) * n + t % n];
+  if (v == -1) sink[0] = v;  // keeps the load
+  const long long c1 = clock64();
+  int w = 0;
+#pragma unroll
+  for (int u = 0; u < 16; ++u) w += rows[((b + 2 + u) % gridDim.x) * n + t % n];
+  if (w == -1) sink[0] = w;
+  const long long c2 = clock64();
+  int x = 0;
+#pragma unroll
+  for (int u = 0; u < 16; ++u) x += rows[((b + 3 + u) % gridDim.x) * n + (t + 7) % n];
+  if (x == -1) sink[0] = x;
+  const long long c3 = clock64();
+  __syncthreads();
+  const long long c4 = clock64();
+  if (t == 0) {
+    clk[b * 8 + 0] = c1 - c0;
+    clk[b * 8 + 1] = c2 - c1;
+    clk[b * 8 + 2] = c3 - c2;
+    clk[b * 8 + 3] = c4 - c3;
+  }
+}
+
+int floor_costs(const Device& d) {
+  std::printf("what,grid,us\n");
+  std::printf("empty_kernel,1,%.2f\n", graph_us([](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); }));
+  std::printf("empty_kernel_256thr,1,%.2f\n", graph_us([](cudaStream_t s) { empty_kernel<<<1, 256, 0, s>>>(); }));
+  int* out;
+  CK(cudaMalloc(&out, 4096 * 4));
+  for (int grid : {1, 16, 64, 132, 264}) {
+    for (int syncs : {0, 1, 2, 4}) {
+      const double us = graph_us([&](cudaStream_t s) {
+        void* args[] = {&syncs, &out};
+        CK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(barrier_kernel), grid, 256, args, 0, s));
+      });
+      std::printf("cooperative_%d_syncs,%d,%.2f\n", syncs, grid, us);
+    }
+    const double plain = graph_us([&](cudaStream_t s) { barrier_kernel<<<grid, 256, 0, s>>>(0, out); });
+    std::printf("plain_0_syncs,%d,%.2f\n", grid, plain);
+  }
+  long long* clk;
+  int *rows, *sink;
+  CK(cudaMalloc(&clk, 4096 * 8 * 8));
+  CK(cudaMalloc(&rows, 4096 * 1024 * 4));
+  CK(cudaMalloc(&sink, 4));
+  std::printf("probe,grid,threads,first_load,batch16,batch16_again,syncthreads\n");
+  for (int grid : {32, 64}) {
+    for (int threads : {256, 512}) {
+      int n = 257;
+      for (int rep = 0; rep < 3; ++rep) {
+        void* args[] = {&rows, &n, &clk, &sink};
+        CK(cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(exchange_probe), grid, threads, args, 0, 0));
+        CK(cudaDeviceSynchronize());
+      }
+      std::vector<long long> h(grid * 8);
+      CK(cudaMemcpy(h.data(), clk, h.size() * 8, cudaMemcpyDeviceToHost));
+      std::printf("exchange_probe,%d,%d,%lld,%lld,%lld,%lld\n", grid, threads, h[0], h[1], h[2], h[3]);
+    }
+  }
+  cudaFree(out);
+  return 0;
+}
+
+#if defined(SKE_PHASE_CLOCKS)
+// Cycles between the kernel's phase marks, for a few shapes (lab builds with -DSKE_PHASE_CLOCKS).
+int phases(const Device& d) {
+  std::mt19937_64 rng(7);
+  struct Shape {
+    const char* name;
+    int experts, topk, tokens, grid;
+    bool exchange;
+  };
+  const Shape shapes[] = {{"Mixtral", 8, 2, 1, 1, false},          {"DeepSeek-V3", 256, 8, 1, 1, false},
+                          {"Qwen3-Next", 512, 10, 1, 1, false},    {"DeepSeek-V3", 256, 8, 128, 1, false},
+                          {"DeepSeek-V3", 256, 8, 512, 1, false},  {"Mixtral", 8, 2, 16384, 32, true},
+                          {"DeepSeek-V3", 256, 8, 16384, 48, true}, {"DeepSeek-V3", 256, 8, 65536, 64, true}};
+  std::printf(
+      "shape,tokens,grid,block,p0-1 count,p1-2 rows,p2-3 barrier,p3-4 sum,p4-5 scan,p5-6 ends,p6-7 place,total\n");
+  for (const auto& sh : shapes) {
+    Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
+    const auto ids = make_ids(c, rng);
+    const auto path = sh.exchange ? ske::MoeAlignPath::kExchange : ske::MoeAlignPath::kOneBlock;
+    const auto plan = ske::plan_for(path, int(ids.size()), c.N, d.dev, 32, sh.grid);
+    Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, plan.grid);
+    std::vector<long long> clk(4096 * 16);
+    for (int rep = 0; rep < 3; ++rep) {
+      CK(cudaMemset(r.sorted, 0, 4));
+      CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, 64, true, false), plan, 0));
+      CK(cudaDeviceSynchronize());
+    }
+    CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
+    for (int b : {0, plan.grid / 2, plan.grid - 1}) {
+      const long long* t = &clk[b * 16];
+      std::printf("%s,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.grid, b,
+                  t[1] - t[0], t[2] - t[1], sh.exchange ? t[3] - t[2] : 0, sh.exchange ? t[4] - t[3] : t[4] - t[2],
+                  t[5] - t[4], t[6] - t[5], t[7] - t[6], t[7] - t[0]);
+      if (plan.grid == 1) break;
+    }
+    release(r);
+  }
+  return 0;
+}
+#endif
+
+int main(int argc, char** argv) {
+  Device d;
+  CK(cudaSetDevice(0));
+  CK(ske::query_device(0, &d.dev));
+  CK(cudaFuncSetAttribute(ske::moe_align_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          d.dev.smem_per_block_optin));
+  CK(cudaFuncSetAttribute(ske::moe_align_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          d.dev.smem_per_block_optin));
+  cudaDeviceProp prop;
+  CK(cudaGetDeviceProperties(&prop, 0));
+  std::printf("# %s, %d SMs\n", prop.name, prop.multiProcessorCount);
+  const std::string what = argc > 1 ? argv[1] : "check";
+  if (what == "check") return check(d);
+  if (what == "time") return time_plans(d);
+  if (what == "floor") return floor_costs(d);
+#if defined(SKE_PHASE_CLOCKS)
+  if (what == "phases") return phases(d);
+#endif
+  std::fprintf(stderr, "usage: kernel_lab check|time|floor\n");
+  return 2;
+}
