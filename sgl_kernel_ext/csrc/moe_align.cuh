@@ -49,7 +49,6 @@ struct MoeAlignParams {
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
-  bool exchange;  // several blocks, one grid barrier (cooperative launch)
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
 };
@@ -101,14 +100,12 @@ __device__ __forceinline__ void load_keys(const MoeAlignParams<IdT>& p, int64_t 
   for (int s = 0; s < kSteps; ++s) keys[s] = bucket_key(p, r0 + s * kWarpSize + lane, end);
 }
 
-// Inclusive scan over groups of `width` lanes (a power of two <= kWarpSize).
 template <int kWarpSize>
-__device__ __forceinline__ int warp_inclusive_scan(int v, int lane_in_group, int width = kWarpSize) {
+__device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
 #pragma unroll
   for (int d = 1; d < kWarpSize; d <<= 1) {
-    if (d >= width) break;
-    const int n = shfl_up<kWarpSize>(v, d, width);
-    if (lane_in_group >= d) v += n;
+    const int n = shfl_up<kWarpSize>(v, d);
+    if (lane >= d) v += n;
   }
   return v;
 }
@@ -195,7 +192,12 @@ struct TinyBucket {
   int key, start, real_end;
 };
 
-template <typename IdT, int kWarpSize>
+// Shared memory: keys[T] | padded[T] | present[T] | totals[2]
+inline size_t moe_align_tiny_smem_bytes(int threads) {
+  return (2 * sizeof(int32_t) + sizeof(TinyBucket)) * threads + 2 * sizeof(int32_t);
+}
+
+template <typename IdT>
 __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const MoeAlignParams<IdT> p) {
   extern __shared__ int32_t smem[];
   const int N = p.num_buckets, n = p.numel, tid = threadIdx.x, T = blockDim.x;
@@ -298,10 +300,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
   const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
   const int64_t numel = p.numel;
+  const bool exchange = gridDim.x > 1;  // only exchange plans launch several blocks
 
   SKE_PHASE(0);
   // One block: fill the whole buffer now, the block barriers order it before the placement.
-  if (p.pad_sorted_token_ids && !p.exchange) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, gtid, gthreads);
+  if (p.pad_sorted_token_ids && !exchange) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, gtid, gthreads);
   for (int i = tid; i < (warps + 2) * N; i += bdim) smem[i] = 0;
   __syncthreads();
 
@@ -337,7 +340,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
       if (w < warps) rows[w * N + e] = run;
       run += c[w];
     }
-    if (p.exchange)
+    if (exchange)
       p.block_counts[static_cast<int64_t>(blockIdx.x) * N + e] = run;
     else
       count[e] = run;
@@ -345,7 +348,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   SKE_PHASE(2);
 
   // 2. Exchange: one grid barrier (it orders the stores above before the loads below).
-  if (p.exchange) {
+  if (exchange) {
     grid_sync();
     SKE_PHASE(3);
     // Loads in flight per thread: as many as the grid has blocks (64 at most) on
@@ -391,7 +394,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   }
   // Exchange: no barrier orders other blocks' placement, so fill only the slots no pair
   // lands in: each bucket's padding (a warp per bucket, over the grid), then the tail.
-  if (p.pad_sorted_token_ids && p.exchange) {
+  if (p.pad_sorted_token_ids && exchange) {
     const int64_t gwarp = static_cast<int64_t>(blockIdx.x) * warps + warp;
     for (int64_t e = gwarp; e < N; e += static_cast<int64_t>(gridDim.x) * warps) {
       for (int s = start[e] + count[e] + lane; s < start[e + 1]; s += kWarpSize) p.sorted_token_ids[s] = p.numel;
@@ -438,10 +441,10 @@ struct MoeAlignPlan {
 struct MoeAlignTuning {
   int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
   int exchange_min_pairs = 4096;   // one block below this
-  int wide_block_min_pairs = 32768;  // 512-thread blocks from here when buckets > wide_block_min_buckets
-  int wide_block_min_buckets = 65;
-  int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads) ...
-  int max_grid_many_buckets = 64;  // ... at most this when buckets > 64 (each block sums grid x buckets)
+  int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
+  int wide_block_min_pairs = 32768;  // 512-thread blocks from here (one bucket per thread) ...
+  int max_grid_many_buckets = 64;  // ... and at most this many blocks (each sums grid x buckets)
+  int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
 };
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
@@ -458,7 +461,7 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
   if (path == MoeAlignPath::kTiny) {
     plan.block = kBlockThreads;
-    plan.smem = (2 * sizeof(int32_t) + sizeof(TinyBucket)) * kBlockThreads + 2 * sizeof(int32_t);
+    plan.smem = moe_align_tiny_smem_bytes(plan.block);
     plan.per_warp = 0;
     return plan;
   }
@@ -479,11 +482,12 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev,
   if (numel <= tuning.tiny_max_pairs) return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size);
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  const bool wide = numel >= tuning.wide_block_min_pairs && num_buckets >= tuning.wide_block_min_buckets;
+  const bool many_buckets = num_buckets > tuning.many_buckets;
+  const bool wide = many_buckets && numel >= tuning.wide_block_min_pairs;
   const MoeAlignPlan shape =
       plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, wide ? kMaxBlockThreads : kBlockThreads);
   int64_t grid = numel / (int64_t(tuning.pairs_per_thread) * shape.block);
-  if (num_buckets > 64) grid = std::min<int64_t>(grid, tuning.max_grid_many_buckets);
+  if (many_buckets) grid = std::min<int64_t>(grid, tuning.max_grid_many_buckets);
   grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem));
   return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), shape.block);
 }
@@ -503,14 +507,13 @@ inline int log2_if_power_of_two(int x) {
 template <typename IdT, int kWarpSize>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;
-  p.exchange = plan.path == MoeAlignPath::kExchange;
   p.key_bits = bit_width(p.num_buckets);
   p.block_shift = log2_if_power_of_two(p.block_size);
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
-    return launch_plain(moe_align_tiny_kernel<IdT, kWarpSize>, 1, plan.block, args, plan.smem, stream);
+    return launch_plain(moe_align_tiny_kernel<IdT>, 1, plan.block, args, plan.smem, stream);
   auto kernel = moe_align_kernel<IdT, kWarpSize>;
-  if (p.exchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
+  if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }
 

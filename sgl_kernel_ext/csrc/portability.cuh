@@ -77,25 +77,16 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits)
   return peers;
 }
 
+template <int kWarpSize>
+__device__ __forceinline__ int shfl_up(int v, int delta) {
+#if defined(SKE_HIP)
+  return __shfl_up(v, delta, kWarpSize);
+#else
+  return __shfl_up_sync(0xffffffffu, v, delta, kWarpSize);
+#endif
+}
+
 // width: lanes per independent group (a power of two <= kWarpSize).
-template <int kWarpSize>
-__device__ __forceinline__ int shfl_up(int v, int delta, int width = kWarpSize) {
-#if defined(SKE_HIP)
-  return __shfl_up(v, delta, width);
-#else
-  return __shfl_up_sync(0xffffffffu, v, delta, width);
-#endif
-}
-
-template <int kWarpSize>
-__device__ __forceinline__ int shfl(int v, int src_lane, int width = kWarpSize) {
-#if defined(SKE_HIP)
-  return __shfl(v, src_lane, width);
-#else
-  return __shfl_sync(0xffffffffu, v, src_lane, width);
-#endif
-}
-
 template <int kWarpSize>
 __device__ __forceinline__ int shfl_xor(int v, int lane_mask, int width = kWarpSize) {
 #if defined(SKE_HIP)
