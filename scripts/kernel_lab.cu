@@ -226,8 +226,14 @@ int check(const Device& d) {
     using ske::MoeAlignPath;
     std::vector<ske::MoeAlignPlan> plans;
     const auto fits = [&](int b, size_t s) { return d.coresident(b, s, kern); };
-    plans.push_back(ske::plan_moe_align(numel, c.N, d.dev, 32, fits));
+    const int sorted_len = int(numel + std::min(numel, c.N) * int64_t(c.bs - 1));  // as alloc() sizes it
+    plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len, d.dev, 32, fits));
     if (numel <= ske::kBlockThreads) plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32));
+    for (int threads : {32, 256, 1024}) {
+      const int grid = rng() % 2 ? 1 : 2 + int(rng() % 8);
+      const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
+      if (ske::staged_fits(staged, numel, d.dev)) plans.push_back(staged);
+    }
     plans.push_back(ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32));
     for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
       plans.push_back(ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, 2 + int(rng() % 40), threads));
@@ -305,10 +311,16 @@ int time_plans(const Device& d) {
       using ske::MoeAlignPath;
       const auto coresident = [&](int b, size_t s) { return d.coresident(b, s, kern); };
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
-      plans.push_back({"default", ske::plan_moe_align(numel, c.N, d.dev, 32, coresident)});
+      const int sorted_len = int(numel + std::min(numel, c.N) * int64_t(bs - 1));
+      plans.push_back({"default", ske::plan_moe_align(numel, c.N, sorted_len, d.dev, 32, coresident)});
       if (numel <= ske::kBlockThreads)
         plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32)});
       if (numel <= 32768) plans.push_back({"one_block", ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32)});
+      for (int threads : {256, 512})
+        for (int grid : {1, 2, 4, 8, 16}) {
+          const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
+          if (ske::staged_fits(staged, numel, d.dev)) plans.push_back({"staged" + std::to_string(threads), staged});
+        }
       for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads}) {
         const auto shape = ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, 1, threads);
         const int fits = coresident(shape.block, shape.smem);
@@ -451,6 +463,29 @@ int phases(const Device& d) {
     }
     release(r);
   }
+  std::printf("staged,tokens,block,p0-1 load,p1-2 rank,p2-3 scan,p3-4 stage,p4-5 write,total\n");
+  const Shape staged_shapes[] = {{"DeepSeek-V3", 256, 8, 16, 1, false},  {"DeepSeek-V3", 256, 8, 128, 1, false},
+                                 {"DeepSeek-V3", 256, 8, 512, 1, false}, {"DeepSeek-V3", 256, 8, 2048, 1, false},
+                                 {"Mixtral", 8, 2, 2048, 1, false},      {"Qwen3-Next", 512, 10, 512, 1, false}};
+  for (const auto& sh : staged_shapes) {
+    Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
+    const auto ids = make_ids(c, rng);
+    const int numel = int(ids.size());
+    const int sorted_len = int(numel + std::min(numel, c.N) * int64_t(63));
+    const auto plan = ske::plan_moe_align(numel, c.N, sorted_len, d.dev, 32, [](int, size_t) { return 1; });
+    if (plan.path != ske::MoeAlignPath::kStaged) continue;
+    Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, 1);
+    std::vector<long long> clk(16);
+    for (int rep = 0; rep < 3; ++rep) {
+      CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, 64, true, false), plan, 0));
+      CK(cudaDeviceSynchronize());
+    }
+    CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
+    const long long* t = clk.data();
+    std::printf("%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.block, t[1] - t[0], t[2] - t[1],
+                t[3] - t[2], t[4] - t[3], t[5] - t[4], t[5] - t[0]);
+    release(r);
+  }
   return 0;
 }
 #endif
@@ -462,6 +497,10 @@ int main(int argc, char** argv) {
   CK(cudaFuncSetAttribute(ske::moe_align_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                           d.dev.smem_per_block_optin));
   CK(cudaFuncSetAttribute(ske::moe_align_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          d.dev.smem_per_block_optin));
+  CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                          d.dev.smem_per_block_optin));
+  CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                           d.dev.smem_per_block_optin));
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));

@@ -1,5 +1,6 @@
-"""A few calls covering every path of the kernel (tiny, one block, exchange with 256- and
-512-thread blocks); run under compute-sanitizer by sanitize.sh."""
+"""A few calls covering every path of the kernel (tiny, staged with 256 and 512 threads and
+with 16-byte or single-slot writes, exchange with 256- and 512-thread blocks); run under
+compute-sanitizer by sanitize.sh."""
 
 import torch
 
@@ -10,6 +11,8 @@ cases = [  # tokens, topk, experts, block, dist, dtype, pad, ignore
     (1, 8, 256, 64, "distinct", torch.int32, True, False),
     (4, 8, 128, 16, "ep_mix", torch.int64, True, True),
     (100, 2, 8, 16, "uniform", torch.int64, False, False),
+    (130, 8, 256, 64, "distinct", torch.int32, True, False),
+    (400, 8, 256, 48, "skewed", torch.int64, True, True),
     (3000, 8, 256, 64, "ep_mix", torch.int32, True, True),
     (20000, 8, 256, 128, "skewed", torch.int32, True, False),
     (20000, 10, 1024, 16, "uniform", torch.int64, True, False),

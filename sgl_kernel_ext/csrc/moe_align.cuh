@@ -53,9 +53,12 @@ struct MoeAlignParams {
   bool ignore_invalid_expert;
 };
 
-// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[32]
+// Shared memory for block_exclusive_scan2.
+constexpr int kScanInts = 2 * 32 + 2;
+
+// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[kScanInts]
 inline size_t moe_align_smem_bytes(int warps, int num_buckets) {
-  return sizeof(int32_t) * (static_cast<size_t>(warps + 2) * num_buckets + num_buckets + 1 + 32);
+  return sizeof(int32_t) * (static_cast<size_t>(warps + 2) * num_buckets + num_buckets + 1 + kScanInts);
 }
 
 template <typename IdT>
@@ -110,33 +113,52 @@ __device__ __forceinline__ int warp_inclusive_scan(int v, int lane) {
   return v;
 }
 
+// Exclusive scan of (a, b) over the block's threads, in place; returns the totals.
+template <int kWarpSize>
+__device__ int2 block_exclusive_scan2(int& a, int& b, int32_t* scan) {
+  const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
+  const int warps = blockDim.x / kWarpSize;
+  const int ia = warp_inclusive_scan<kWarpSize>(a, lane), ib = warp_inclusive_scan<kWarpSize>(b, lane);
+  if (lane == kWarpSize - 1) {
+    scan[warp] = ia;
+    scan[32 + warp] = ib;
+  }
+  __syncthreads();
+  if (warp == 0) {
+    const int va = lane < warps ? scan[lane] : 0, vb = lane < warps ? scan[32 + lane] : 0;
+    const int xa = warp_inclusive_scan<kWarpSize>(va, lane), xb = warp_inclusive_scan<kWarpSize>(vb, lane);
+    if (lane < warps) {
+      scan[lane] = xa - va;
+      scan[32 + lane] = xb - vb;
+    }
+    if (lane == warps - 1) {
+      scan[64] = xa;
+      scan[65] = xb;
+    }
+  }
+  __syncthreads();
+  a = scan[warp] + ia - a;
+  b = scan[32 + warp] + ib - b;
+  return make_int2(scan[64], scan[65]);
+}
+
 // start <- exclusive scan of the padded counts, start[n] = total. Returns the total.
 template <int kWarpSize, typename IdT>
 __device__ int padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_t* count, int32_t* start, int n,
                                      int32_t* scan) {
-  const int tid = threadIdx.x, lane = tid % kWarpSize, warp = tid / kWarpSize;
-  const int warps = blockDim.x / kWarpSize;
+  const int tid = threadIdx.x;
   const int per_thread = (n + blockDim.x - 1) / blockDim.x;
   const int lo = min(n, tid * per_thread), hi = min(n, lo + per_thread);
-  int sum = 0;
-  for (int e = lo; e < hi; ++e) sum += round_up_to_block(p, count[e]);
-  const int incl = warp_inclusive_scan<kWarpSize>(sum, lane);
-  if (lane == kWarpSize - 1) scan[warp] = incl;
-  __syncthreads();
-  if (warp == 0) {
-    const int v = lane < warps ? scan[lane] : 0;
-    const int x = warp_inclusive_scan<kWarpSize>(v, lane);
-    if (lane < warps) scan[lane] = x - v;
-  }
-  __syncthreads();
-  int run = scan[warp] + incl - sum;
+  int run = 0, unused = 0;
+  for (int e = lo; e < hi; ++e) run += round_up_to_block(p, count[e]);
+  const int total = block_exclusive_scan2<kWarpSize>(run, unused, scan).x;
   for (int e = lo; e < hi; ++e) {
     start[e] = run;
     run += round_up_to_block(p, count[e]);
   }
-  if (tid == blockDim.x - 1) start[n] = run;
+  if (tid == 0) start[n] = total;
   __syncthreads();
-  return start[n];
+  return total;
 }
 
 // Exchange: before[e] = pairs of the blocks below this one, count[e] = all pairs.
@@ -283,6 +305,176 @@ __device__ long long ske_phase_clocks[4096 * 16];
 #define SKE_PHASE(k)
 #endif
 
+// Ranks a warp's pairs, kSteps steps of kWarpSize pairs, in place: keys[s] holds
+// a bucket (kKeyBits bits; none_key: no pair) and becomes bucket | rank << kKeyBits,
+// the rank counting the warp's earlier pairs of that bucket (stable). row[] counts
+// the warp's pairs per bucket. The matches of all steps are independent, so they
+// are computed first and overlap; only the short per-step update of row[] is serial.
+constexpr int kKeyBits = 15;
+constexpr int kKeyMask = (1 << kKeyBits) - 1;
+
+template <int kWarpSize>
+__device__ __forceinline__ void rank_in_warp(int (&keys)[kSteps], int steps, int none_key, int key_bits,
+                                             int32_t* row) {
+  using Mask = LaneMask<kWarpSize>;
+  const int lane = threadIdx.x % kWarpSize;
+  const Mask lanes_below = (Mask(1) << lane) - 1;
+  // keys[s] |= lanes below with this bucket << kKeyBits | (lowest such lane ? how many : 0) << kKeyBits + 7
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    if (s >= steps) break;
+    const Mask peers = match_bits<kWarpSize>(keys[s], key_bits);
+    const int below = popcount(peers & lanes_below);
+    keys[s] |= below << kKeyBits | (below == 0 ? popcount(peers) : 0) << (kKeyBits + 7);
+  }
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    if (s >= steps) break;
+    const int key = keys[s] & kKeyMask;
+    const int below = (keys[s] >> kKeyBits) & 0x7f, lead = keys[s] >> (kKeyBits + 7);
+    const int before = key != none_key ? row[key] : 0;
+    sync_warp();
+    if (key != none_key && lead) row[key] = before + lead;
+    sync_warp();
+    keys[s] = key | (before + below) << kKeyBits;
+  }
+}
+
+// Small inputs (every pair in a register of each block: numel <= blockDim.x * kSteps),
+// sorted in shared memory, then every output written front to back: whole lines
+// (each group of 4 slots one 16-byte store), padding included, instead of a fill
+// pass plus a scattered 4-byte store per pair. Every block of the grid sorts all
+// pairs (no block waits for another) and writes its share of sorted_token_ids,
+// so that the padded buffer (up to numel + buckets * (block_size - 1) slots) is
+// not written by one SM alone.
+//   1. Each warp ranks its chunk's pairs (rank_in_warp) and counts them.
+//   2. Per bucket: the pairs of the lower warps, the bucket's size, and its
+//      padded size; scanned over buckets (compact starts and padded starts).
+//      Each bucket's owner thread writes its cumsum, expert_ids and, for each of
+//      its blocks of block_size slots, where the block's pairs are staged.
+//   3. staged[compact start + lower warps + rank] = pair index.
+//   4. sorted_token_ids[s], s ascending: the staged pair, or numel as padding.
+
+// Shared memory: rows[warps][N] | cstart[N] | scan | m_info[numel] (int2) | staged[numel]
+inline size_t moe_align_staged_smem_bytes(int warps, int num_buckets, int numel) {
+  return sizeof(int32_t) *
+         (static_cast<size_t>(warps + 1) * num_buckets + kScanInts + 1 + 3 * static_cast<size_t>(numel));
+}
+
+template <typename IdT, int kWarpSize>
+__global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(const MoeAlignParams<IdT> p) {
+  extern __shared__ int32_t smem[];
+  const int N = p.num_buckets, numel = p.numel, T = blockDim.x, tid = threadIdx.x;
+  const int lane = tid % kWarpSize, warp = tid / kWarpSize, warps = T / kWarpSize;
+  int32_t* rows = smem;                // [warps][N]: a warp's pairs per bucket, then the pairs of the lower warps
+  int32_t* cstart = rows + warps * N;  // [N]: where each bucket's pairs start in staged[]
+  int32_t* scan = cstart + N;
+  // Per block of block_size slots (<= numel of them): staged index - slot, and where its bucket's pairs end.
+  const int ints_before_m_info = (warps + 1) * N + kScanInts;
+  int2* m_info = reinterpret_cast<int2*>(smem + ints_before_m_info + (ints_before_m_info & 1));  // 8-byte aligned
+  int32_t* staged = reinterpret_cast<int32_t*>(m_info + numel);  // [numel]: pair indices in output order
+  int32_t* my_row = rows + warp * N;
+
+  SKE_PHASE(0);
+  for (int i = tid; i < warps * N; i += T) rows[i] = 0;
+  const int begin = min(warp * p.per_warp, numel), end = min(begin + p.per_warp, numel);
+  const int steps = (end - begin + kWarpSize - 1) / kWarpSize;
+  int keys[kSteps];
+  load_keys<kSteps, kWarpSize>(p, begin, end, lane, keys);
+  __syncthreads();
+  SKE_PHASE(1);
+
+  // 1. Rank and count.
+  rank_in_warp<kWarpSize>(keys, steps, N, p.key_bits, my_row);
+  __syncthreads();
+  SKE_PHASE(2);
+
+  // 2. Each thread owns a run of buckets; cstart holds their sizes until the scan.
+  // The owner then writes its buckets' cumsum, expert_ids and m_info.
+  const int per_thread = (N + T - 1) / T;
+  const int lo = min(N, tid * per_thread), hi = min(N, lo + per_thread);
+  int pairs = 0, padded = 0;
+  for (int e = lo; e < hi; ++e) {
+    int run = 0;
+    int w = 0;
+    for (; w + 4 <= warps; w += 4) {  // four loads in flight
+      const int c0 = rows[w * N + e], c1 = rows[(w + 1) * N + e], c2 = rows[(w + 2) * N + e],
+                c3 = rows[(w + 3) * N + e];
+      rows[w * N + e] = run;
+      rows[(w + 1) * N + e] = run + c0;
+      rows[(w + 2) * N + e] = run + c0 + c1;
+      rows[(w + 3) * N + e] = run + c0 + c1 + c2;
+      run += c0 + c1 + c2 + c3;
+    }
+    for (; w < warps; ++w) {
+      const int c = rows[w * N + e];
+      rows[w * N + e] = run;
+      run += c;
+    }
+    cstart[e] = run;
+    pairs += run;
+    padded += round_up_to_block(p, run);
+  }
+  const int2 totals = block_exclusive_scan2<kWarpSize>(pairs, padded, scan);
+  const int total = totals.y;
+  for (int e = lo; e < hi; ++e) {
+    const int c = cstart[e], size = round_up_to_block(p, c);
+    cstart[e] = pairs;
+    if (blockIdx.x == 0) p.cumsum[e] = padded + c;
+    const int2 info = make_int2(pairs - padded, padded + c);
+    const int m_end = (padded + size) / p.block_size;
+    for (int m = padded / p.block_size; m < m_end; ++m) {
+      m_info[m] = info;
+      if (blockIdx.x == 0) p.expert_ids[m] = e - 1;
+    }
+    pairs += c;
+    padded += size;
+  }
+  if (blockIdx.x == 0 && tid == 0) {
+    p.cumsum[N] = total;
+    *p.num_tokens_post_pad = total;
+  }
+  __syncthreads();
+  SKE_PHASE(3);
+
+  // 3. Stage the pairs.
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    if (s >= steps) break;
+    const int key = keys[s] & kKeyMask;
+    if (key != N) staged[cstart[key] + my_row[key] + (keys[s] >> kKeyBits)] = begin + s * kWarpSize + lane;
+  }
+  __syncthreads();
+  SKE_PHASE(4);
+
+  // 4. The sorted buffer, front to back, grid-stride: 16-byte stores when every
+  // group of 4 slots lies in one block of slots, else one slot at a time.
+  int32_t* out = p.sorted_token_ids;
+  const int gtid = blockIdx.x * T + tid, gthreads = gridDim.x * T;
+  const auto slot_value = [&](int s, int2 info) { return s < info.y ? staged[s + info.x] : numel; };
+  const auto info_of = [&](int s) { return m_info[p.block_shift >= 0 ? s >> p.block_shift : s / p.block_size]; };
+  if (p.pad_sorted_token_ids && p.block_size % 4 == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0) {
+    int4* out4 = reinterpret_cast<int4*>(out);
+#pragma unroll 4
+    for (int g = gtid; g < total / 4; g += gthreads) {
+      const int s = 4 * g;
+      const int2 info = info_of(s);
+      out4[g] = make_int4(slot_value(s, info), slot_value(s + 1, info), slot_value(s + 2, info),
+                          slot_value(s + 3, info));
+    }
+  } else {
+    for (int s = gtid; s < total; s += gthreads) {
+      const int2 info = info_of(s);
+      if (s < info.y)
+        out[s] = staged[s + info.x];
+      else if (p.pad_sorted_token_ids)
+        out[s] = numel;
+    }
+  }
+  if (p.pad_sorted_token_ids) fill_range(out, total, p.sorted_len, numel, gtid, gthreads);
+  SKE_PHASE(5);
+}
+
 template <typename IdT, int kWarpSize>
 __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
@@ -427,7 +619,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
 // ---------------------------------------------------------------------------
 // Host side: choose the grid, then launch.
 
-enum class MoeAlignPath { kTiny, kOneBlock, kExchange };
+// kOneBlock is moe_align_kernel on one block: for inputs too large for kStaged
+// where a cooperative launch is not available.
+enum class MoeAlignPath { kTiny, kStaged, kOneBlock, kExchange };
 
 struct MoeAlignPlan {
   MoeAlignPath path;
@@ -440,7 +634,10 @@ struct MoeAlignPlan {
 // Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third session).
 struct MoeAlignTuning {
   int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
-  int exchange_min_pairs = 4096;   // one block below this
+  int staged_max_pairs = 6144;     // the staged path up to here (each block ranks every pair) ...
+  int staged_pairs_per_thread = 8;  // ... with 256 threads while they hold this many pairs each, else 512,
+  int staged_slots_per_block = 2048;  // ... and a block per this many slots of sorted_token_ids
+  int exchange_min_pairs = 4096;   // without kStaged: one block below this
   int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
   int wide_block_min_pairs = 32768;  // 512-thread blocks from here (one bucket per thread) ...
   int max_grid_many_buckets = 64;  // ... and at most this many blocks (each sums grid x buckets)
@@ -449,7 +646,7 @@ struct MoeAlignTuning {
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
   // One warp's row plus the per-bucket arrays must fit one block's shared memory.
-  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - 32) / 4);
+  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - kScanInts) / 4);
 }
 
 // A plan for a given path, grid and block; an exchange grid must fit co-resident (the caller checks).
@@ -465,6 +662,14 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
     plan.per_warp = 0;
     return plan;
   }
+  if (path == MoeAlignPath::kStaged) {
+    plan.grid = std::max(1, grid);
+    const int warps = std::max(1, std::min(threads, kMaxBlockThreads) / warp_size);
+    plan.block = warps * warp_size;
+    plan.smem = moe_align_staged_smem_bytes(warps, num_buckets, numel);
+    plan.per_warp = std::max(1, (numel + warps - 1) / warps);
+    return plan;
+  }
   int warps = std::min(threads, kMaxBlockThreads) / warp_size;
   while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
   plan.block = warps * warp_size;
@@ -475,11 +680,24 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   return plan;
 }
 
+// Whether a staged plan holds every pair in registers and fits shared memory.
+inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits& dev) {
+  return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
+}
+
 // max_coresident(block, smem) -> blocks of that shape the device holds at once.
+// sorted_len: the length of sorted_token_ids.
 template <typename CoresidentFn>
-MoeAlignPlan plan_moe_align(int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
+MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
   if (numel <= tuning.tiny_max_pairs) return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size);
+  if (numel <= tuning.staged_max_pairs) {
+    int threads = kBlockThreads;
+    while (threads < kMaxBlockThreads && int64_t(threads) * tuning.staged_pairs_per_thread < numel) threads *= 2;
+    const int grid = std::min(dev.sm_count, 1 + (sorted_len - 1) / tuning.staged_slots_per_block);
+    const MoeAlignPlan staged = plan_for(MoeAlignPath::kStaged, numel, num_buckets, dev, warp_size, grid, threads);
+    if (staged_fits(staged, numel, dev)) return staged;
+  }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
   const bool many_buckets = num_buckets > tuning.many_buckets;
@@ -512,6 +730,8 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
     return launch_plain(moe_align_tiny_kernel<IdT>, 1, plan.block, args, plan.smem, stream);
+  if (plan.path == MoeAlignPath::kStaged)
+    return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   auto kernel = moe_align_kernel<IdT, kWarpSize>;
   if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);

@@ -65,7 +65,8 @@ __device__ __forceinline__ LaneMask<kWarpSize> ballot(bool pred) {
 }
 
 // Lanes whose key equals this lane's, from one ballot per key bit (any vendor,
-// any warp size; as fast as __match_any_sync on an H200, see bench/NOTES.md). Every lane of the warp must call it; 0 <= key < 2**key_bits.
+// any warp size; on an H200 about twice as fast as __match_any_sync, see
+// bench/NOTES.md). Every lane of the warp must call it; 0 <= key < 2**key_bits.
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits) {
   LaneMask<kWarpSize> peers = ~LaneMask<kWarpSize>(0);

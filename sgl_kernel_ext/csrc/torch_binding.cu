@@ -7,6 +7,8 @@
 #include <array>
 #include <map>
 #include <mutex>
+#include <set>
+#include <utility>
 #include <tuple>
 
 #include "moe_align.cuh"
@@ -42,13 +44,15 @@ int coresident_blocks(Kernel kernel, int device, int block, size_t smem) {
   return blocks;
 }
 
+// Raises a kernel's dynamic shared memory limit to the device's, once per kernel and device.
 template <typename Kernel>
-void allow_smem_once(Kernel kernel, int bytes) {
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
-    TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
-  });
+void allow_smem_once(Kernel kernel, int device, int bytes) {
+  static std::mutex mu;
+  static std::set<std::pair<const void*, int>> done;
+  std::lock_guard<std::mutex> lock(mu);
+  if (!done.emplace(reinterpret_cast<const void*>(kernel), device).second) return;
+  const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
+  TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
 }
 
 template <typename IdT, int kWarpSize>
@@ -58,10 +62,11 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   const int device = topk_ids.get_device();
   const ske::DeviceLimits& dev = device_limits(device);
   auto kernel = ske::moe_align_kernel<IdT, kWarpSize>;
-  allow_smem_once(kernel, dev.smem_per_block_optin);
+  allow_smem_once(kernel, device, dev.smem_per_block_optin);
+  allow_smem_once(ske::moe_align_staged_kernel<IdT, kWarpSize>, device, dev.smem_per_block_optin);
   const int numel = static_cast<int>(topk_ids.numel());
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
-      numel, num_buckets, dev, kWarpSize,
+      numel, num_buckets, static_cast<int>(sorted_token_ids.numel()), dev, kWarpSize,
       [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); });
   at::Tensor block_counts;
   if (plan.path == ske::MoeAlignPath::kExchange)

@@ -82,6 +82,20 @@ def test_larger_buffers_keep_their_tail():
         assert int(ours[1][-1]) == POISON  # expert_ids past the used blocks are left alone
 
 
+@pytest.mark.parametrize("tokens", [1, 100, 400, 5000])
+def test_output_buffers_not_16_byte_aligned(tokens):
+    # The small paths write 16 bytes at a time where the buffer allows it; a view one
+    # element in must take the slot-at-a-time path and give the same result.
+    ids = make_topk_ids(tokens, 8, 256, "skewed")
+    outs = poisoned_outputs(ids.numel(), 257, 64, slack=1)
+    shifted = (outs[0][1:], outs[1][1:], outs[2], outs[3][1:])
+    assert shifted[0].data_ptr() % 16 != 0
+    ref = tuple(torch.full_like(t, POISON) for t in shifted)
+    moe_align_block_size(ids, 257, 64, *shifted, True, False)
+    moe_align_block_size_ref(ids, 257, 64, *ref, True, False)
+    assert mismatch(shifted, ref, 257) is None
+
+
 def test_check_mode_raises_on_invalid_ids(monkeypatch):
     from sgl_kernel_ext import ops
 
