@@ -5,12 +5,16 @@
 // bucket x + 1 (EP's -1 -> bucket 0); an id outside [-1, num_buckets - 2] goes
 // to bucket 0 too, so no input reads or writes out of bounds.
 //
-// Three shapes of the same work, one launch each, chosen by the host plan:
+// Four shapes of the same work, one launch each, chosen by the host plan:
 //   - tiny (moe_align_tiny_kernel; up to blockDim.x pairs, one block): each
 //     thread holds one pair and ranks it against all pairs in shared memory.
 //     No histogram over all buckets: for small inputs the cost is the chain of
 //     dependent steps, not the work.
-//   - one block: moe_align_kernel without the exchange (steps 1, 3, 4 below).
+//   - staged (moe_align_staged_kernel; a few thousand pairs, a few blocks that
+//     each sort all pairs in shared memory and write a share of the output in
+//     order); described at the kernel.
+//   - one block: moe_align_kernel without the exchange (steps 1, 3, 4 below),
+//     where the staged path does not fit and there is no cooperative launch.
 //   - exchange (moe_align_kernel, cooperative launch, one grid barrier):
 //     1. The pair index space is cut into one slice per block and one chunk
 //        per warp. Each warp counts its chunk into its own row of a
@@ -89,10 +93,12 @@ __device__ __forceinline__ void fill_range(int32_t* out, int64_t lo, int64_t hi,
   const int64_t to_aligned = ((16 - (reinterpret_cast<uintptr_t>(out + lo) & 15)) & 15) / 4;
   const int64_t head_end = min(hi, lo + to_aligned);
   const int64_t vecs = (hi - head_end) / 4;
+#pragma unroll 1
   for (int64_t i = lo + gtid; i < head_end; i += gthreads) out[i] = value;
   int4* body = reinterpret_cast<int4*>(out + head_end);
   const int4 v = make_int4(value, value, value, value);
   for (int64_t i = gtid; i < vecs; i += gthreads) body[i] = v;
+#pragma unroll 1
   for (int64_t i = head_end + vecs * 4 + gtid; i < hi; i += gthreads) out[i] = value;
 }
 
@@ -305,42 +311,41 @@ __device__ long long ske_phase_clocks[4096 * 16];
 #define SKE_PHASE(k)
 #endif
 
-// Ranks a warp's pairs, kSteps steps of kWarpSize pairs, in place: keys[s] holds
-// a bucket (kKeyBits bits; none_key: no pair) and becomes bucket | rank << kKeyBits,
+// Ranks a warp's pairs in place: keys[s * kWarpSize + lane] (shared memory, s <
+// steps) holds a bucket (none_key: no pair) and becomes bucket | rank << kKeyBits,
 // the rank counting the warp's earlier pairs of that bucket (stable). row[] counts
 // the warp's pairs per bucket. The matches of all steps are independent, so they
-// are computed first and overlap; only the short per-step update of row[] is serial.
+// are computed first; only the short per-step update of row[] is serial. Rolled
+// loops: the kernel's code must stay small enough for the instruction cache.
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
 
 template <int kWarpSize>
-__device__ __forceinline__ void rank_in_warp(int (&keys)[kSteps], int steps, int none_key, int key_bits,
-                                             int32_t* row) {
+__device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int key_bits, int32_t* row) {
   using Mask = LaneMask<kWarpSize>;
   const int lane = threadIdx.x % kWarpSize;
   const Mask lanes_below = (Mask(1) << lane) - 1;
-  // keys[s] |= lanes below with this bucket << kKeyBits | (lowest such lane ? how many : 0) << kKeyBits + 7
-#pragma unroll
-  for (int s = 0; s < kSteps; ++s) {
-    if (s >= steps) break;
-    const Mask peers = match_bits<kWarpSize>(keys[s], key_bits);
+  // key |= lanes below with this bucket << kKeyBits | (lowest such lane ? how many : 0) << kKeyBits + 7
+#pragma unroll 2
+  for (int s = 0; s < steps; ++s) {
+    int32_t& k = keys[s * kWarpSize + lane];
+    const Mask peers = match_bits<kWarpSize>(k, key_bits);
     const int below = popcount(peers & lanes_below);
-    keys[s] |= below << kKeyBits | (below == 0 ? popcount(peers) : 0) << (kKeyBits + 7);
+    k |= below << kKeyBits | (below == 0 ? popcount(peers) : 0) << (kKeyBits + 7);
   }
-#pragma unroll
-  for (int s = 0; s < kSteps; ++s) {
-    if (s >= steps) break;
-    const int key = keys[s] & kKeyMask;
-    const int below = (keys[s] >> kKeyBits) & 0x7f, lead = keys[s] >> (kKeyBits + 7);
+#pragma unroll 1
+  for (int s = 0; s < steps; ++s) {
+    int32_t& k = keys[s * kWarpSize + lane];
+    const int key = k & kKeyMask, below = (k >> kKeyBits) & 0x7f, lead = k >> (kKeyBits + 7);
     const int before = key != none_key ? row[key] : 0;
     sync_warp();
     if (key != none_key && lead) row[key] = before + lead;
     sync_warp();
-    keys[s] = key | (before + below) << kKeyBits;
+    k = key | (before + below) << kKeyBits;
   }
 }
 
-// Small inputs (every pair in a register of each block: numel <= blockDim.x * kSteps),
+// Small inputs (each block loads every pair, kSteps per lane: numel <= blockDim.x * kSteps),
 // sorted in shared memory, then every output written front to back: whole lines
 // (each group of 4 slots one 16-byte store), padding included, instead of a fill
 // pass plus a scattered 4-byte store per pair. Every block of the grid sorts all
@@ -355,10 +360,11 @@ __device__ __forceinline__ void rank_in_warp(int (&keys)[kSteps], int steps, int
 //   3. staged[compact start + lower warps + rank] = pair index.
 //   4. sorted_token_ids[s], s ascending: the staged pair, or numel as padding.
 
-// Shared memory: rows[warps][N] | cstart[N] | scan | m_info[numel] (int2) | staged[numel]
-inline size_t moe_align_staged_smem_bytes(int warps, int num_buckets, int numel) {
-  return sizeof(int32_t) *
-         (static_cast<size_t>(warps + 1) * num_buckets + kScanInts + 1 + 3 * static_cast<size_t>(numel));
+// Shared memory: rows[warps][N] | cstart[N] | scan | m_info[numel] (int2) | staged[numel] | keys[warps][per_warp]
+// (per_warp a multiple of the warp size: rank_in_warp reads whole steps).
+inline size_t moe_align_staged_smem_bytes(int warps, int num_buckets, int numel, int per_warp) {
+  return sizeof(int32_t) * (static_cast<size_t>(warps + 1) * num_buckets + kScanInts + 1 +
+                            3 * static_cast<size_t>(numel) + static_cast<size_t>(warps) * per_warp);
 }
 
 template <typename IdT, int kWarpSize>
@@ -373,19 +379,25 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   const int ints_before_m_info = (warps + 1) * N + kScanInts;
   int2* m_info = reinterpret_cast<int2*>(smem + ints_before_m_info + (ints_before_m_info & 1));  // 8-byte aligned
   int32_t* staged = reinterpret_cast<int32_t*>(m_info + numel);  // [numel]: pair indices in output order
+  int32_t* my_keys = staged + numel + warp * p.per_warp;          // this warp's buckets, then bucket | rank
   int32_t* my_row = rows + warp * N;
 
   SKE_PHASE(0);
   for (int i = tid; i < warps * N; i += T) rows[i] = 0;
   const int begin = min(warp * p.per_warp, numel), end = min(begin + p.per_warp, numel);
   const int steps = (end - begin + kWarpSize - 1) / kWarpSize;
-  int keys[kSteps];
-  load_keys<kSteps, kWarpSize>(p, begin, end, lane, keys);
+  {
+    int keys[kSteps];
+    load_keys<kSteps, kWarpSize>(p, begin, end, lane, keys);
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s)
+      if (s < steps) my_keys[s * kWarpSize + lane] = keys[s];
+  }
   __syncthreads();
   SKE_PHASE(1);
 
   // 1. Rank and count.
-  rank_in_warp<kWarpSize>(keys, steps, N, p.key_bits, my_row);
+  rank_in_warp<kWarpSize>(my_keys, steps, N, p.key_bits, my_row);
   __syncthreads();
   SKE_PHASE(2);
 
@@ -406,6 +418,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
       rows[(w + 3) * N + e] = run + c0 + c1 + c2;
       run += c0 + c1 + c2 + c3;
     }
+#pragma unroll 1
     for (; w < warps; ++w) {
       const int c = rows[w * N + e];
       rows[w * N + e] = run;
@@ -423,6 +436,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
     if (blockIdx.x == 0) p.cumsum[e] = padded + c;
     const int2 info = make_int2(pairs - padded, padded + c);
     const int m_end = (padded + size) / p.block_size;
+#pragma unroll 1
     for (int m = padded / p.block_size; m < m_end; ++m) {
       m_info[m] = info;
       if (blockIdx.x == 0) p.expert_ids[m] = e - 1;
@@ -438,11 +452,10 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   SKE_PHASE(3);
 
   // 3. Stage the pairs.
-#pragma unroll
-  for (int s = 0; s < kSteps; ++s) {
-    if (s >= steps) break;
-    const int key = keys[s] & kKeyMask;
-    if (key != N) staged[cstart[key] + my_row[key] + (keys[s] >> kKeyBits)] = begin + s * kWarpSize + lane;
+#pragma unroll 2
+  for (int s = 0; s < steps; ++s) {
+    const int k = my_keys[s * kWarpSize + lane], key = k & kKeyMask;
+    if (key != N) staged[cstart[key] + my_row[key] + (k >> kKeyBits)] = begin + s * kWarpSize + lane;
   }
   __syncthreads();
   SKE_PHASE(4);
@@ -455,7 +468,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   const auto info_of = [&](int s) { return m_info[p.block_shift >= 0 ? s >> p.block_shift : s / p.block_size]; };
   if (p.pad_sorted_token_ids && p.block_size % 4 == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0) {
     int4* out4 = reinterpret_cast<int4*>(out);
-#pragma unroll 4
+#pragma unroll 1
     for (int g = gtid; g < total / 4; g += gthreads) {
       const int s = 4 * g;
       const int2 info = info_of(s);
@@ -463,6 +476,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
                           slot_value(s + 3, info));
     }
   } else {
+#pragma unroll 1
     for (int s = gtid; s < total; s += gthreads) {
       const int2 info = info_of(s);
       if (s < info.y)
@@ -631,7 +645,7 @@ struct MoeAlignPlan {
   int per_warp;
 };
 
-// Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third session).
+// Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third and fourth sessions).
 struct MoeAlignTuning {
   int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
   int staged_max_pairs = 6144;     // the staged path up to here (each block ranks every pair) ...
@@ -639,8 +653,10 @@ struct MoeAlignTuning {
   int staged_slots_per_block = 2048;  // ... and a block per this many slots of sorted_token_ids
   int exchange_min_pairs = 4096;   // without kStaged: one block below this
   int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
-  int wide_block_min_pairs = 32768;  // 512-thread blocks from here (one bucket per thread) ...
-  int max_grid_many_buckets = 64;  // ... and at most this many blocks (each sums grid x buckets)
+  int max_grid_many_buckets = 64;  // at most this many blocks (each sums grid x buckets), and
+  int wide_block_min_pairs = 32768;  // 512-thread blocks from here (one bucket per thread) over 256 buckets,
+  int wide_block_min_pairs_fewer_buckets = 262144;  // from here over 65-256 buckets, with ...
+  int max_grid_wide_fewer_buckets = 96;             // ... at most this many blocks
   int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
 };
 
@@ -666,8 +682,9 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
     plan.grid = std::max(1, grid);
     const int warps = std::max(1, std::min(threads, kMaxBlockThreads) / warp_size);
     plan.block = warps * warp_size;
-    plan.smem = moe_align_staged_smem_bytes(warps, num_buckets, numel);
-    plan.per_warp = std::max(1, (numel + warps - 1) / warps);
+    const int chunk = std::max(1, (numel + warps - 1) / warps);
+    plan.per_warp = (chunk + warp_size - 1) / warp_size * warp_size;
+    plan.smem = moe_align_staged_smem_bytes(warps, num_buckets, numel, plan.per_warp);
     return plan;
   }
   int warps = std::min(threads, kMaxBlockThreads) / warp_size;
@@ -700,12 +717,14 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  const bool many_buckets = num_buckets > tuning.many_buckets;
-  const bool wide = many_buckets && numel >= tuning.wide_block_min_pairs;
+  const bool many_buckets = num_buckets > tuning.many_buckets, over_256 = num_buckets > 256;
+  const bool wide = many_buckets && numel >= (over_256 ? tuning.wide_block_min_pairs
+                                                        : tuning.wide_block_min_pairs_fewer_buckets);
   const MoeAlignPlan shape =
       plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, wide ? kMaxBlockThreads : kBlockThreads);
   int64_t grid = numel / (int64_t(tuning.pairs_per_thread) * shape.block);
-  if (many_buckets) grid = std::min<int64_t>(grid, tuning.max_grid_many_buckets);
+  if (many_buckets)
+    grid = std::min<int64_t>(grid, wide && !over_256 ? tuning.max_grid_wide_fewer_buckets : tuning.max_grid_many_buckets);
   grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem));
   return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), shape.block);
 }
