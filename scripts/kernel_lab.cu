@@ -130,12 +130,14 @@ struct Run {
   }
 };
 
+// sorted_token_ids slots that every input of numel pairs fits (sglang sizes it at least so).
+int sorted_len_for(int numel, int N, int bs) { return int(numel + std::min(numel, N) * int64_t(bs - 1)); }
+
 template <typename IdT>
 Run<IdT> alloc(const std::vector<int64_t>& ids64, int N, int bs, int max_grid) {
   Run<IdT> r;
   r.numel = int(ids64.size());
-  const int64_t numel = r.numel;
-  r.sorted_len = size_t(numel + std::min<int64_t>(numel, N) * (bs - 1));
+  r.sorted_len = size_t(sorted_len_for(r.numel, N, bs));
   r.experts_len = (r.sorted_len + bs - 1) / bs;
   std::vector<IdT> h(ids64.begin(), ids64.end());
   CK(cudaMalloc(&r.ids, std::max<size_t>(1, h.size()) * sizeof(IdT)));
@@ -226,10 +228,9 @@ int check(const Device& d) {
     using ske::MoeAlignPath;
     std::vector<ske::MoeAlignPlan> plans;
     const auto fits = [&](int b, size_t s) { return d.coresident(b, s, kern); };
-    const int sorted_len = int(numel + std::min(numel, c.N) * int64_t(c.bs - 1));  // as alloc() sizes it
-    plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len, d.dev, 32, fits));
+    plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, c.bs), d.dev, 32, fits));
     if (numel <= ske::kBlockThreads) plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32));
-    for (int threads : {32, 256, 1024}) {
+    for (int threads : {32, ske::kBlockThreads, ske::kMaxBlockThreads}) {
       const int grid = rng() % 2 ? 1 : 2 + int(rng() % 8);
       const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
       if (ske::staged_fits(staged, numel, d.dev)) plans.push_back(staged);
@@ -311,8 +312,7 @@ int time_plans(const Device& d) {
       using ske::MoeAlignPath;
       const auto coresident = [&](int b, size_t s) { return d.coresident(b, s, kern); };
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
-      const int sorted_len = int(numel + std::min(numel, c.N) * int64_t(bs - 1));
-      plans.push_back({"default", ske::plan_moe_align(numel, c.N, sorted_len, d.dev, 32, coresident)});
+      plans.push_back({"default", ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, coresident)});
       if (numel <= ske::kBlockThreads)
         plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32)});
       if (numel <= 32768) plans.push_back({"one_block", ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32)});
@@ -471,8 +471,8 @@ int phases(const Device& d) {
     Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
     const auto ids = make_ids(c, rng);
     const int numel = int(ids.size());
-    const int sorted_len = int(numel + std::min(numel, c.N) * int64_t(63));
-    const auto plan = ske::plan_moe_align(numel, c.N, sorted_len, d.dev, 32, [](int, size_t) { return 1; });
+    const auto plan =
+        ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, [](int, size_t) { return 1; });
     if (plan.path != ske::MoeAlignPath::kStaged) continue;
     Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, 1);
     std::vector<long long> clk(16);

@@ -319,24 +319,26 @@ __device__ long long ske_phase_clocks[4096 * 16];
 // loops: the kernel's code must stay small enough for the instruction cache.
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
+constexpr int kLaneBits = 7;  // holds 0..64: lanes below, or a match's size
 
 template <int kWarpSize>
 __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int key_bits, int32_t* row) {
   using Mask = LaneMask<kWarpSize>;
   const int lane = threadIdx.x % kWarpSize;
   const Mask lanes_below = (Mask(1) << lane) - 1;
-  // key |= lanes below with this bucket << kKeyBits | (lowest such lane ? how many : 0) << kKeyBits + 7
+  // key |= lanes below with this bucket << kKeyBits | (lowest such lane ? how many : 0) << kKeyBits + kLaneBits
 #pragma unroll 2
   for (int s = 0; s < steps; ++s) {
     int32_t& k = keys[s * kWarpSize + lane];
     const Mask peers = match_bits<kWarpSize>(k, key_bits);
     const int below = popcount(peers & lanes_below);
-    k |= below << kKeyBits | (below == 0 ? popcount(peers) : 0) << (kKeyBits + 7);
+    k |= below << kKeyBits | (below == 0 ? popcount(peers) : 0) << (kKeyBits + kLaneBits);
   }
 #pragma unroll 1
   for (int s = 0; s < steps; ++s) {
     int32_t& k = keys[s * kWarpSize + lane];
-    const int key = k & kKeyMask, below = (k >> kKeyBits) & 0x7f, lead = k >> (kKeyBits + 7);
+    const int key = k & kKeyMask, below = (k >> kKeyBits) & ((1 << kLaneBits) - 1);
+    const int lead = k >> (kKeyBits + kLaneBits);
     const int before = key != none_key ? row[key] : 0;
     sync_warp();
     if (key != none_key && lead) row[key] = before + lead;
@@ -654,8 +656,9 @@ struct MoeAlignTuning {
   int exchange_min_pairs = 4096;   // without kStaged: one block below this
   int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
   int max_grid_many_buckets = 64;  // at most this many blocks (each sums grid x buckets), and
-  int wide_block_min_pairs = 32768;  // 512-thread blocks from here (one bucket per thread) over 256 buckets,
-  int wide_block_min_pairs_fewer_buckets = 262144;  // from here over 65-256 buckets, with ...
+  int most_buckets = 256;          // above this, 512-thread blocks (one bucket per thread) ...
+  int wide_block_min_pairs = 32768;  // ... from here;
+  int wide_block_min_pairs_fewer_buckets = 262144;  // over many but not most buckets from here, with ...
   int max_grid_wide_fewer_buckets = 96;             // ... at most this many blocks
   int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
 };
@@ -717,14 +720,14 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  const bool many_buckets = num_buckets > tuning.many_buckets, over_256 = num_buckets > 256;
-  const bool wide = many_buckets && numel >= (over_256 ? tuning.wide_block_min_pairs
-                                                        : tuning.wide_block_min_pairs_fewer_buckets);
+  const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
+  const bool wide =
+      many_buckets && numel >= (most ? tuning.wide_block_min_pairs : tuning.wide_block_min_pairs_fewer_buckets);
   const MoeAlignPlan shape =
       plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, wide ? kMaxBlockThreads : kBlockThreads);
   int64_t grid = numel / (int64_t(tuning.pairs_per_thread) * shape.block);
   if (many_buckets)
-    grid = std::min<int64_t>(grid, wide && !over_256 ? tuning.max_grid_wide_fewer_buckets : tuning.max_grid_many_buckets);
+    grid = std::min<int64_t>(grid, wide && !most ? tuning.max_grid_wide_fewer_buckets : tuning.max_grid_many_buckets);
   grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem));
   return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), shape.block);
 }

@@ -5,10 +5,9 @@
 #include <torch/library.h>
 
 #include <array>
+#include <initializer_list>
 #include <map>
 #include <mutex>
-#include <set>
-#include <utility>
 #include <tuple>
 
 #include "moe_align.cuh"
@@ -44,15 +43,19 @@ int coresident_blocks(Kernel kernel, int device, int block, size_t smem) {
   return blocks;
 }
 
-// Raises a kernel's dynamic shared memory limit to the device's, once per kernel and device.
-template <typename Kernel>
-void allow_smem_once(Kernel kernel, int device, int bytes) {
-  static std::mutex mu;
-  static std::set<std::pair<const void*, int>> done;
-  std::lock_guard<std::mutex> lock(mu);
-  if (!done.emplace(reinterpret_cast<const void*>(kernel), device).second) return;
-  const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
-  TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
+// Raises the dynamic shared memory limit of the kernels that size it at launch,
+// once per instance and device (not on every call).
+template <typename IdT, int kWarpSize>
+void allow_smem_once(int device, int bytes) {
+  static std::array<std::once_flag, 64> once;
+  std::call_once(once[device], [&] {
+    using Kernel = void (*)(ske::MoeAlignParams<IdT>);
+    for (const Kernel kernel : {Kernel(ske::moe_align_kernel<IdT, kWarpSize>),
+                                Kernel(ske::moe_align_staged_kernel<IdT, kWarpSize>)}) {
+      const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
+      TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
+    }
+  });
 }
 
 template <typename IdT, int kWarpSize>
@@ -62,8 +65,7 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   const int device = topk_ids.get_device();
   const ske::DeviceLimits& dev = device_limits(device);
   auto kernel = ske::moe_align_kernel<IdT, kWarpSize>;
-  allow_smem_once(kernel, device, dev.smem_per_block_optin);
-  allow_smem_once(ske::moe_align_staged_kernel<IdT, kWarpSize>, device, dev.smem_per_block_optin);
+  allow_smem_once<IdT, kWarpSize>(device, dev.smem_per_block_optin);
   const int numel = static_cast<int>(topk_ids.numel());
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, static_cast<int>(sorted_token_ids.numel()), dev, kWarpSize,
