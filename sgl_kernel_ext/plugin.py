@@ -52,6 +52,15 @@ SWITCH_ENV = "SGL_KERNEL_EXT_MOE_ALIGN"
 STATUS_DIR_ENV = "SGL_KERNEL_EXT_STATUS_DIR"
 OURS = "sgl_kernel_ext"
 SGLANG = "sglang"
+ENTRY_POINT_GROUP = "sglang.srt.plugins"
+
+
+def installed_entry_point():
+    """Our entry point in ENTRY_POINT_GROUP, through which SGLang's load_plugins() finds us; None when
+    the package is not installed as a distribution."""
+    from importlib.metadata import entry_points
+
+    return next((ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == OURS), None)
 
 
 @dataclass

@@ -65,7 +65,7 @@ def run_with_upstream(upstream_op, topk_ids, num_buckets, block_size, pad, ignor
     """
     from sgl_kernel_ext.ops import moe_align_block_size
 
-    need = poisoned_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device)[0].numel()
+    need = required_sizes(topk_ids.numel(), num_buckets, block_size)[0]
     ours = poisoned_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device, slack=-need % 4)
     theirs = tuple(t.clone() for t in ours)
     moe_align_block_size(topk_ids, num_buckets, block_size, *ours, pad, ignore)

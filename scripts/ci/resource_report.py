@@ -386,7 +386,7 @@ def compile_nvidia(t: Target, source: str, out_dir: Path) -> None:
     t.kernels = parse_ptxas(output)
 
 
-def compile_amd(t: Target, source: str, out_dir: Path, devlibs_root: Path) -> None:
+def compile_amd(t: Target, source: str, out_dir: Path) -> None:
     env = hip_env()
     obj = out_dir / "obj" / f"{t.target}.o"
     obj.parent.mkdir(parents=True, exist_ok=True)
@@ -410,7 +410,7 @@ def compile_amd(t: Target, source: str, out_dir: Path, devlibs_root: Path) -> No
             )
             return
         t.compiler_version = tool_version([clang, "--version"], r"clang version [0-9.]+")
-        devlibs, note = synth_gfx942_device_libs(devlibs_root / f"devlibs-{t.target}")
+        devlibs, note = synth_gfx942_device_libs(out_dir / f"devlibs-{t.target}")
         t.notes.append(note)
         if devlibs is None:
             t.status, t.reason = "skipped", f"no ROCm device libraries for {t.target}: {note}"
@@ -494,9 +494,7 @@ def finish(t: Target) -> None:
     if not t.kernels:
         t.status, t.reason = "fail", "compiled, but no per-kernel resource report was found in the output"
         return
-    names = demangle([k.mangled for k in t.kernels])
-    for k in t.kernels:
-        k.name = short_name(names.get(k.mangled, k.mangled))
+    name_kernels(t)
     bad = [f"{k.name}: {', '.join(k.problems())}" for k in t.kernels if k.problems()]
     if bad:
         t.status, t.reason = "fail", "spills/scratch: " + "; ".join(bad)
@@ -504,12 +502,11 @@ def finish(t: Target) -> None:
         t.status = "ok"
 
 
-def finish_workaround(t: Target) -> None:
-    """Name kernels parsed from a diagnostic workaround build (status stays 'fail')."""
-    if t.kernels:
-        names = demangle([k.mangled for k in t.kernels])
-        for k in t.kernels:
-            k.name = short_name(names.get(k.mangled, k.mangled))
+def name_kernels(t: Target) -> None:
+    """Readable names for the kernels parsed from a build (a diagnostic workaround's too)."""
+    names = demangle([k.mangled for k in t.kernels])
+    for k in t.kernels:
+        k.name = short_name(names.get(k.mangled, k.mangled))
 
 
 # ---------------------------------------------------------------------------
@@ -520,7 +517,7 @@ def fmt(v) -> str:
     return "—" if v is None else str(v)
 
 
-def spill_cell(t: Target, k: Kernel) -> str:
+def spill_cell(k: Kernel) -> str:
     probs = k.problems()
     return "**" + ", ".join(probs) + "**" if probs else "none"
 
@@ -550,7 +547,7 @@ def markdown(targets: list[Target], source: str, commit: str) -> str:
             name = k.name + ("" if k.entry else " (device function)")
             lines.append(
                 f"| {t.target} | {t.toolchain} | `{name}` | {regs} | {fmt(k.sgprs)} | {fmt(k.static_shared_bytes)} "
-                f"| {fmt(stack)} | {spill_cell(t, k)} | {occ} | {status} |"
+                f"| {fmt(stack)} | {spill_cell(k)} | {occ} | {status} |"
             )
     r = REFERENCE
     lines.append(
@@ -616,9 +613,9 @@ def main(argv: list[str] | None = None) -> int:
         if t.vendor == "nvidia":
             compile_nvidia(t, source, out_dir)
         else:
-            compile_amd(t, source, out_dir, out_dir)
+            compile_amd(t, source, out_dir)
         if t.kernels_from_workaround:
-            finish_workaround(t)
+            name_kernels(t)  # a diagnostic build: the status stays 'fail'
         else:
             finish(t)
         return t

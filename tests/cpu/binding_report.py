@@ -24,6 +24,9 @@ import torch
 
 from sglang_subprocess import emit
 
+# Bound at import only under `if _is_cuda:`, so not on this machine; importer_bindings runs its statement.
+CUDA_ONLY_BINDINGS = {"sglang.srt.lora.lora_moe_runner_marlin.moe_align_block_size"}
+
 
 def importer_bindings(wrapper):
     """({"module.name": function as each importer of ``wrapper`` gets it now}, [at-import bindings this

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from sgl_kernel_ext.sglang_compat import PINNED, installed_sglang_version
+
 REPO = Path(__file__).resolve().parents[2]
 WHEEL_DIR = REPO / ".cache" / "sglang-wheels"
-PINNED_VERSIONS = ("0.5.17", "0.5.23")
+PINNED_VERSIONS = tuple(PINNED)
 
 
 def wheel(version: str) -> Path:
@@ -45,6 +47,11 @@ def unpacked(version: str) -> Path:
             zf.extractall(root)
         done_marker.touch()
     return root
+
+
+def sglang_root(version: str) -> Path | None:
+    """None: the installed sglang; else the unpacked wheel that shadows it (skips if unavailable)."""
+    return None if version == installed_sglang_version() else unpacked(version)
 
 
 def extract(version: str, members: list[str], dest: Path) -> Path:

@@ -12,14 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from sgl_kernel_ext.launch_server import DEFAULT_MODULE, split_argv
+from binding_report import CUDA_ONLY_BINDINGS
 
-OURS = "sgl_kernel_ext"
-CUDA_ONLY_BINDINGS = {"sglang.srt.lora.lora_moe_runner_marlin.moe_align_block_size"}
+from sgl_kernel_ext.launch_server import DEFAULT_MODULE, split_argv
+from sgl_kernel_ext.plugin import OURS, SWITCH_ENV
 LAUNCH = ["-m", "sgl_kernel_ext.launch_server", "--run-module", "launcher_probe"]
 RUNS = {
     "launcher": (LAUNCH, {}),
-    "launcher, switch off": (LAUNCH, {"SGL_KERNEL_EXT_MOE_ALIGN": "0"}),
+    "launcher, switch off": (LAUNCH, {SWITCH_ENV: "0"}),
     "no launcher": (["-m", "launcher_probe"], {}),
 }
 

@@ -115,8 +115,7 @@ def test_patched_wrapper_calls_ours_for_what_we_implement(version, tmp_path):
 
     root = site_root_with_wrapper(version, tmp_path)
     assert apply_script(str(root)).returncode == 0
-    installed = sglang_compat.installed_sglang_version()
-    sglang_root = None if version == installed else sglang_wheels.unpacked(version)
+    sglang_root = sglang_wheels.sglang_root(version)
     flags = list(sglang_compat.PINNED[version].flags)
     ran = run(["-c", ROUTING_PROBE, str(root / WRAPPER_FILE), json.dumps(flags)], fake_extension=None,
               sglang_root=sglang_root)

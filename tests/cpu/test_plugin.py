@@ -12,26 +12,23 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
 
 import sglang_wheels
+from binding_report import CUDA_ONLY_BINDINGS
 from importer_scan import scan
 from sglang_subprocess import require_sglang, run
 
-from sgl_kernel_ext import sglang_compat
+from sgl_kernel_ext import plugin, sglang_compat
+from sgl_kernel_ext.plugin import OURS
+from sgl_kernel_ext.plugin import STATUS_DIR_ENV as STATUS_DIR
+from sgl_kernel_ext.plugin import SWITCH_ENV as SWITCH
 
 SGLANG_ROOT = require_sglang()  # skips the module without sglang (not imported here: see there)
 
 pytestmark = pytest.mark.sglang
-
-OURS = "sgl_kernel_ext"
-SWITCH = "SGL_KERNEL_EXT_MOE_ALIGN"
-STATUS_DIR = "SGL_KERNEL_EXT_STATUS_DIR"
-# Bound at import only under `if _is_cuda:`, so not on this machine; binding_report runs its statement.
-CUDA_ONLY_BINDINGS = {"sglang.srt.lora.lora_moe_runner_marlin.moe_align_block_size"}
 
 
 @dataclass
@@ -64,15 +61,10 @@ SCENARIOS = {
 @pytest.fixture(scope="module")
 def plugin_entry_point():
     """load_plugins() finds plugins through installed entry points: ours must be registered."""
-    ours = [ep for ep in entry_points(group="sglang.srt.plugins") if ep.name == "sgl_kernel_ext"]
+    ours = plugin.installed_entry_point()
     assert ours, ("sgl_kernel_ext's entry point (group sglang.srt.plugins) is not installed: "
                   "`pip install --no-deps --no-build-isolation -e .` or bash scripts/ci/install_sglang_cpu.sh")
-    return ours[0]
-
-
-def sglang_root(version: str) -> Path | None:
-    """None: the installed sglang; else an unpacked wheel that shadows it (skips if unavailable)."""
-    return None if version == sglang_compat.installed_sglang_version() else sglang_wheels.unpacked(version)
+    return ours
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +73,7 @@ def reports(plugin_entry_point, tmp_path_factory):
     outcomes, jobs = {}, {}
     for name, sc in SCENARIOS.items():
         try:
-            root = sglang_root(sc.version)
+            root = sglang_wheels.sglang_root(sc.version)
         except pytest.skip.Exception as skipped:
             outcomes[name] = str(skipped)
             continue

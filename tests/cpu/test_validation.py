@@ -17,8 +17,7 @@ def _bufs(numel=16, buckets=9, block=4, device="cpu"):
 def _args(**over):
     args = dict(topk_ids=torch.zeros(4, 4, dtype=torch.int32), num_experts=9, block_size=4)
     args.update(over)
-    bufs = over.pop("bufs", None) or _bufs(args["topk_ids"].numel(), args["num_experts"], args["block_size"])
-    return args, bufs
+    return args, _bufs(args["topk_ids"].numel(), args["num_experts"], args["block_size"])
 
 
 def _check(args, bufs):

@@ -25,14 +25,13 @@ from pathlib import Path
 
 import pytest
 
-from sgl_kernel_ext.plugin import read_status_files
+from sgl_kernel_ext.plugin import (ENTRY_POINT_GROUP, OURS, STATUS_DIR_ENV, SWITCH_ENV, installed_entry_point,
+                                   read_status_files)
 from sgl_kernel_ext.process_group import run_in_own_group
 
 HERE = Path(__file__).resolve().parent
 MODELS = HERE / "models"
 RUN_ENGINE = HERE / "run_engine.py"
-ENTRY_POINT_GROUP = "sglang.srt.plugins"
-ENTRY_POINT_NAME = "sgl_kernel_ext"
 
 
 def _skip_reason() -> str | None:
@@ -94,17 +93,14 @@ def e2e_out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def plugin_installed() -> str:
     """Where the plugin's entry point lives; fails (not skips) when it is missing."""
-    from importlib.metadata import entry_points
-
-    found = [ep for ep in entry_points(group=ENTRY_POINT_GROUP) if ep.name == ENTRY_POINT_NAME]
-    if not found:
+    ep = installed_entry_point()
+    if ep is None:
         pytest.fail(
-            f"no entry point {ENTRY_POINT_NAME!r} in group {ENTRY_POINT_GROUP!r}: SGLang's processes cannot load "
+            f"no entry point {OURS!r} in group {ENTRY_POINT_GROUP!r}: SGLang's processes cannot load "
             "the plugin. Install the package (`python -m pip install --no-build-isolation .`, or with "
             "`--no-deps --target DIR` and DIR on PYTHONPATH) so its *.dist-info/entry_points.txt exists.",
             pytrace=False,
         )
-    ep = found[0]
     where = getattr(getattr(ep, "dist", None), "_path", None)
     return f"{ep.value} ({where})" if where else ep.value
 
@@ -150,14 +146,14 @@ def engine_run(e2e_settings, e2e_out, plugin_installed):
         log_path = e2e_out / f"engine-{tag}.log"
         env = dict(os.environ)
         env.update({
-            "SGL_KERNEL_EXT_MOE_ALIGN": switch,
-            "SGL_KERNEL_EXT_STATUS_DIR": str(status_dir),
+            SWITCH_ENV: switch,
+            STATUS_DIR_ENV: str(status_dir),
             "PYTHONUNBUFFERED": "1",
         })
         gain = s["moe_gain"] if moe_gain is None else moe_gain
         cmd = [sys.executable, str(RUN_ENGINE), "--model-dir", str(s["model_dir"]), "--out", str(result_path),
                "--lens", *map(str, s["lens"]), "--new-tokens", str(s["new_tokens"]), "--moe-gain", repr(gain)]
-        print(f"[e2e] {tag}: SGL_KERNEL_EXT_MOE_ALIGN={switch} {' '.join(cmd)}", flush=True)
+        print(f"[e2e] {tag}: {SWITCH_ENV}={switch} {' '.join(cmd)}", flush=True)
         rc, secs = run_isolated(cmd, env, log_path, s["timeout_s"], cwd=e2e_out)
         print(f"[e2e] {tag}: exit {rc} after {secs:.0f} s (log {log_path})", flush=True)
         data = {}

@@ -15,14 +15,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def built_extension():
+    """Built (or loaded) once, before the first GPU test; never set up where the tests are skipped."""
     import sgl_kernel_ext
 
     return sgl_kernel_ext.load()
-
-
-@pytest.fixture(autouse=True)
-def _gpu_extension(request):
-    if torch.cuda.is_available():
-        request.getfixturevalue("built_extension")

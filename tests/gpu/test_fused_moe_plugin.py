@@ -157,13 +157,14 @@ def differences(a_dir: Path, b_dir: Path) -> dict:
 def plugin_runs(tmp_path_factory):
     # Checked without importing sglang here: the workers import it, each in its own process.
     import importlib.util
-    from importlib.metadata import entry_points
+
+    from sgl_kernel_ext import plugin
 
     spec = importlib.util.find_spec("sglang")
     if spec is None or not (Path(spec.origin).parent / "srt" / "plugins" / "hook_registry.py").exists():
         pytest.skip("needs sglang with its plugin framework (0.5.16 and later)")
 
-    if not any(ep.name == "sgl_kernel_ext" for ep in entry_points(group="sglang.srt.plugins")):
+    if plugin.installed_entry_point() is None:
         pytest.fail("sgl_kernel_ext's plugin entry point is not installed: `python -m pip install --no-build-isolation .`")
     base = tmp_path_factory.mktemp("fused_moe_plugin")
     return {switch: (base / switch, run_worker(base / switch, value)) for switch, value in (("on", "1"), ("off", "0"))}

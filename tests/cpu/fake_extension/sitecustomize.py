@@ -12,7 +12,6 @@ import os
 
 FAKE_RESULT_TAG = "sgl_kernel_ext-fake-kernel"
 MODE = os.environ.get("SGL_KERNEL_EXT_TEST_FAKE_EXTENSION", "")
-kernel_calls = []  # (block_size, num_experts, ignore_invalid_expert) per call
 
 if MODE:
     from sgl_kernel_ext import ops
@@ -23,7 +22,6 @@ if MODE:
         return "fake"
 
     def moe_align_for_fused_moe(topk_ids, block_size, num_experts, ignore_invalid_expert=False):
-        kernel_calls.append((block_size, num_experts, ignore_invalid_expert))
         return FAKE_RESULT_TAG, block_size, num_experts, ignore_invalid_expert
 
     ops.load = load
