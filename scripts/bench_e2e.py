@@ -97,17 +97,23 @@ def model_folder(key: str, layers: int | None, work: Path) -> tuple[Path, dict]:
     cfg = load_config(src)
     if layers is None or layers == cfg["num_hidden_layers"]:
         return src, cfg
+    dst = folder_with_layers(src, layers, work)
+    return dst, load_config(dst)
+
+
+def folder_with_layers(src: Path, layers: int, work: Path) -> Path:
+    """A copy of the model folder ``src`` in ``work`` whose config has ``layers`` layers (made once)."""
     dst = work / f"{src.name}-{layers}l"
     if not dst.exists():
         dst.mkdir(parents=True)
         for f in src.iterdir():
             if f.is_file() and f.name != "config.json":
                 shutil.copy2(f, dst / f.name)
-        cfg = dict(cfg, num_hidden_layers=layers)
+        cfg = dict(load_config(src), num_hidden_layers=layers)
         if "max_window_layers" in cfg:
             cfg["max_window_layers"] = layers
         (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return dst, load_config(dst)
+    return dst
 
 
 # ----------------------------------------------------------------------------- environment facts

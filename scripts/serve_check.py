@@ -38,19 +38,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-MODELS_DIR = REPO / "tests" / "e2e" / "models"
-MODEL_KEYS = {"deepseek-v3": "deepseek-v3-3l", "qwen3-moe": "qwen3-moe-a3b-like"}
-BACKEND_ARGS = ["--load-format", "dummy", "--attention-backend", "triton", "--moe-runner-backend", "triton",
-                "--sampling-backend", "pytorch", "--disable-cuda-graph"]
-
-
-class Terminated(Exception):
-    pass
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated(f"signal {signum}")
+from bench_e2e import BACKEND_ARGS, MODELS, MODELS_DIR, Terminated, _raise_terminated, folder_with_layers
 
 
 def free_port() -> int:
@@ -60,22 +48,12 @@ def free_port() -> int:
 
 
 def model_folder(model: str, layers: int | None, work: Path) -> Path:
-    src = MODELS_DIR / MODEL_KEYS[model] if model in MODEL_KEYS else Path(model)
+    src = MODELS_DIR / MODELS[model]["dir"] if model in MODELS else Path(model)
     if layers is None:
         return src.resolve()
-    cfg = json.loads((src / "config.json").read_text())
-    if cfg.get("num_hidden_layers") == layers:
+    if json.loads((src / "config.json").read_text()).get("num_hidden_layers") == layers:
         return src.resolve()
-    dst = work / f"{src.name}-{layers}l"
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and f.name != "config.json":
-            shutil.copy2(f, dst / f.name)
-    cfg["num_hidden_layers"] = layers
-    if "max_window_layers" in cfg:
-        cfg["max_window_layers"] = layers
-    (dst / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    return dst
+    return folder_with_layers(src, layers, work)
 
 
 def http(url: str, payload: dict | None = None, timeout: float = 30) -> tuple[int, str]:
@@ -145,7 +123,7 @@ def kill_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="deepseek-v3", help=f"{' or '.join(MODEL_KEYS)} or a model folder")
+    ap.add_argument("--model", default="deepseek-v3", help=f"{' or '.join(MODELS)} or a model folder")
     ap.add_argument("--layers", type=int, default=None, help="override num_hidden_layers (a temporary copy)")
     ap.add_argument("--plugin", choices=("on", "off"), default="on", help="SGL_KERNEL_EXT_MOE_ALIGN=1 or 0")
     ap.add_argument("--port", type=int, default=0, help="0: a free port")

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import torch
 
+from sgl_kernel_ext.reference import fused_moe_sizes
+from sgl_kernel_ext.sglang_compat import dist_version
+
 MODELS = {  # routing: (experts, top-k)
     "DeepSeek-V3": (256, 8),
     "Qwen3-MoE": (128, 8),
@@ -40,11 +43,10 @@ def _upstream():
 
 def upstream_fused_moe_align(upstream_op, topk_ids, block_size, num_experts):
     """sglang 0.5.17's wrapper around sgl_kernel (allocations + call), for the eager timing."""
-    numel = topk_ids.numel()
-    max_padded = numel * block_size if numel < num_experts + 1 else numel + (num_experts + 1) * (block_size - 1)
+    max_padded, max_blocks = fused_moe_sizes(topk_ids.numel(), num_experts, block_size)
     dev = topk_ids.device
     sorted_ids = torch.empty((max_padded,), dtype=torch.int32, device=dev)
-    expert_ids = torch.empty(((max_padded + block_size - 1) // block_size,), dtype=torch.int32, device=dev)
+    expert_ids = torch.empty((max_blocks,), dtype=torch.int32, device=dev)
     post = torch.empty((1,), dtype=torch.int32, device=dev)
     cumsum = torch.empty((num_experts + 2,), dtype=torch.int32, device=dev)
     upstream_op(topk_ids, num_experts + 1, block_size, sorted_ids, expert_ids, post, cumsum, True)
@@ -67,7 +69,8 @@ def _graph_time_us(fn, do_bench) -> float:
 
 def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
     from sgl_kernel_ext.ops import moe_align_block_size, moe_align_for_fused_moe
-    from sgl_kernel_ext.testing import make_topk_ids, mismatch, poisoned_outputs, run_both, sort_within_segments
+    from sgl_kernel_ext.testing import (make_topk_ids, mismatch, poisoned_outputs, run_both, run_with_upstream,
+                                        sort_within_segments)
 
     experts, topk = MODELS[model]
     ids = make_topk_ids(tokens, topk, experts, dist, torch.int32)
@@ -82,12 +85,11 @@ def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
     row["ours_eager_us"] = do_bench(lambda: moe_align_for_fused_moe(ids, block, experts),
                                     warmup=10, rep=40, return_mode="median") * 1000.0
     if upstream_op is not None:
-        theirs = poisoned_outputs(ids.numel(), buckets, block)
-        upstream_op(ids, buckets, block, *theirs, True)
+        ours_4, theirs = run_with_upstream(upstream_op, ids, buckets, block, True, False)  # 4-aligned buffers
         total = int(theirs[2])
-        correct = correct and total == int(ours_out[2]) and torch.equal(
-            sort_within_segments(theirs[0], theirs[1], total, block), ours_out[0]) and torch.equal(
-            theirs[1][: total // block], ours_out[1][: total // block])
+        correct = correct and total == int(ours_4[2]) and torch.equal(
+            sort_within_segments(theirs[0], theirs[1], total, block), ours_4[0]) and torch.equal(
+            theirs[1][: total // block], ours_4[1][: total // block])
         row["upstream_graph_us"] = _graph_time_us(
             lambda: upstream_op(ids, buckets, block, *theirs, True), do_bench)
         row["upstream_eager_us"] = do_bench(lambda: upstream_fused_moe_align(upstream_op, ids, block, experts),
@@ -178,7 +180,7 @@ def main(argv=None) -> int:
         "torch": torch.__version__,
         "cuda": torch.version.cuda,
         "hip": torch.version.hip,
-        "sgl_kernel": _version("sglang-kernel") or _version("sgl-kernel"),
+        "sgl_kernel": dist_version("sglang-kernel") or dist_version("sgl-kernel"),
         "python": platform.python_version(),
         "date": today,
         "calls_per_graph": CALLS_PER_GRAPH,
@@ -197,12 +199,3 @@ def main(argv=None) -> int:
     bad = [r for r in rows if not r["correct"]]
     print(f"wrote {out / stem}.json; {len(rows) - len(bad)} of {len(rows)} rows correct")
     return 1 if bad else 0
-
-
-def _version(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from sgl_kernel_ext.reference import fused_moe_sizes, required_sizes
+
 logger = logging.getLogger(__name__)
 
 CSRC = Path(__file__).resolve().parent / "csrc"
@@ -93,11 +95,9 @@ def _register_fakes() -> None:
 
     @torch.library.register_fake("sgl_kernel_ext::moe_align_for_fused_moe")
     def _(topk_ids, block_size, num_experts, ignore_invalid_expert=False):
-        numel = topk_ids.numel()
-        buckets = num_experts + 1
-        max_padded = numel * block_size if numel < buckets else numel + buckets * (block_size - 1)
+        max_padded, max_blocks = fused_moe_sizes(topk_ids.numel(), num_experts, block_size)
         new = functools.partial(topk_ids.new_empty, dtype=torch.int32)
-        return new((max_padded,)), new(((max_padded + block_size - 1) // block_size,)), new((1,))
+        return new((max_padded,)), new((max_blocks,)), new((1,))
 
 
 def _check_out(t, name: str, need: int, device) -> None:
@@ -134,12 +134,12 @@ def check_args(topk_ids, num_experts, block_size, sorted_token_ids, experts_ids,
     numel = topk_ids.numel()
     if numel >= 2**31:
         raise ValueError(f"topk_ids.numel() = {numel} must be < 2**31")
-    max_padded = numel + min(numel, num_experts) * (block_size - 1)
+    max_padded, max_blocks = required_sizes(numel, num_experts, block_size)
     if max_padded >= 2**31:
         raise ValueError(f"padded size {max_padded} must be < 2**31")
     dev = topk_ids.device
     _check_out(sorted_token_ids, "sorted_token_ids", max_padded, dev)
-    _check_out(experts_ids, "experts_ids", (max_padded + block_size - 1) // block_size, dev)
+    _check_out(experts_ids, "experts_ids", max_blocks, dev)
     _check_out(num_tokens_post_pad, "num_tokens_post_pad", 1, dev)
     _check_out(cumsum_buffer, "cumsum_buffer", num_experts + 1, dev)
 

@@ -211,19 +211,21 @@ def _wrap(original: Callable) -> Callable:
     return moe_align_block_size
 
 
-def _replace_everywhere(original: Callable, replacement: Callable) -> list[str]:
-    """Rebind every module global that is ``original`` (the defining module's attribute and each
-    ``from ... import`` copy), as HookRegistry does; modules imported later copy the new attribute."""
-    replaced = []
+def _bindings_of(obj) -> list[tuple[str, Any, str]]:
+    """(module name, module, global name) of every module global that is ``obj``."""
+    found = []
     for module_name, module in list(sys.modules.items()):
         namespace = getattr(module, "__dict__", None)
-        if not isinstance(namespace, dict):
-            continue
-        for name, value in list(namespace.items()):
-            if value is original:
-                setattr(module, name, replacement)
-                replaced.append(f"{module_name}.{name}")
-    return replaced
+        if isinstance(namespace, dict):
+            found += [(module_name, module, name) for name, value in list(namespace.items()) if value is obj]
+    return found
+
+
+def _replace_everywhere(original: Callable, replacement: Callable) -> None:
+    """Rebind every module global that is ``original`` (the defining module's attribute and each
+    ``from ... import`` copy), as HookRegistry does; modules imported later copy the new attribute."""
+    for _, module, name in _bindings_of(original):
+        setattr(module, name, replacement)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -243,12 +245,7 @@ def _patched_names() -> list[str]:
     installed = _installed()
     if installed is None:
         return []
-    names = []
-    for module_name, module in list(sys.modules.items()):
-        namespace = getattr(module, "__dict__", None)
-        if isinstance(namespace, dict):
-            names += [f"{module_name}.{name}" for name, value in list(namespace.items()) if value is installed]
-    return sorted(names)
+    return sorted(f"{module_name}.{name}" for module_name, _, name in _bindings_of(installed))
 
 
 def status() -> dict:

@@ -35,6 +35,14 @@ def required_sizes(numel: int, num_experts: int, block_size: int) -> tuple[int, 
     return max_padded, (max_padded + block_size - 1) // block_size
 
 
+def fused_moe_sizes(numel: int, num_experts: int, block_size: int) -> tuple[int, int]:
+    """The (sorted_token_ids, expert_ids) lengths sglang 0.5.17's fused-MoE wrapper allocates for
+    ``num_experts`` experts (num_experts + 1 buckets); at least required_sizes()."""
+    buckets = num_experts + 1
+    max_padded = numel * block_size if numel < buckets else numel + buckets * (block_size - 1)
+    return max_padded, (max_padded + block_size - 1) // block_size
+
+
 def moe_align_block_size_ref(
     topk_ids: torch.Tensor,
     num_experts: int,

@@ -33,8 +33,6 @@ CURRENT_WRAPPER_MODULE = "sglang.srt.layers.moe.moe_runner.triton_utils.moe_alig
 # Here in 0.5.5 and 0.5.10 (checked): signature (topk_ids, block_size, num_experts), no plugin framework.
 LEGACY_WRAPPER_MODULE = "sglang.srt.layers.moe.fused_moe_triton.moe_align_block_size"
 
-PLUGIN_FRAMEWORK_MODULE = "sglang.srt.plugins.hook_registry"  # in 0.5.16 and later, not in 0.5.10
-
 # Keyword-only flags some wrapper versions have and sgl_kernel_ext does not implement. False is the
 # default (same result as without the flag); True means "run SGLang's own function".
 UNIMPLEMENTED_FLAGS = frozenset({"return_inactive_prefix_count", "pad_expert_ids"})
@@ -56,7 +54,6 @@ class Importer:
 class AlignWrapper:
     sglang_version: str | None
     module: str
-    signature: str
     flags: tuple[str, ...]  # keyword-only flags this version's wrapper has (all in UNIMPLEMENTED_FLAGS)
     importers: tuple[Importer, ...]  # empty: not catalogued for this version
 
@@ -79,10 +76,10 @@ _IMPORTERS_SINCE_0_5_17 = (
         Importer("sglang.kernels.ops.moe.mxfp8_moe_amd_gfx95", _NAME, CURRENT_WRAPPER_MODULE, True),
 )
 
+# (topk_ids, block_size, num_experts, ignore_invalid_expert=False)
 SGLANG_0_5_17 = AlignWrapper(
     sglang_version="0.5.17",
     module=CURRENT_WRAPPER_MODULE,
-    signature="(topk_ids, block_size, num_experts, ignore_invalid_expert=False)",
     flags=(),
     importers=_IMPORTERS_SINCE_0_5_17 + (
         Importer(f"{_FUSED_MOE_TRITON}.fused_marlin_moe", _NAME, _FUSED_MOE_TRITON, False),
@@ -94,11 +91,11 @@ SGLANG_0_5_17 = AlignWrapper(
     ),
 )
 
+# (topk_ids, block_size, num_experts, ignore_invalid_expert=False, *,
+#  return_inactive_prefix_count=False, pad_expert_ids=False)
 SGLANG_0_5_23 = AlignWrapper(
     sglang_version="0.5.23",
     module=CURRENT_WRAPPER_MODULE,
-    signature=("(topk_ids, block_size, num_experts, ignore_invalid_expert=False, *, "
-               "return_inactive_prefix_count=False, pad_expert_ids=False)"),
     flags=("return_inactive_prefix_count", "pad_expert_ids"),
     importers=_IMPORTERS_SINCE_0_5_17 + (
         Importer("sglang.srt.layers.quantization.gguf", _NAME, CURRENT_WRAPPER_MODULE, True),
@@ -118,12 +115,17 @@ SGLANG_0_5_23 = AlignWrapper(
 PINNED = {w.sglang_version: w for w in (SGLANG_0_5_17, SGLANG_0_5_23)}
 
 
-def installed_sglang_version() -> str | None:
-    """The sglang distribution's version, read from its metadata (does not import sglang)."""
+def dist_version(name: str) -> str | None:
+    """An installed distribution's version, read from its metadata (imports nothing)."""
     try:
-        return importlib.metadata.version("sglang")
+        return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def installed_sglang_version() -> str | None:
+    """The sglang distribution's version (does not import sglang)."""
+    return dist_version("sglang")
 
 
 def _module_exists(name: str) -> bool:
@@ -143,13 +145,7 @@ def align_wrapper(version: str | None = None) -> AlignWrapper | None:
     if version in PINNED:
         return PINNED[version]
     if _module_exists(CURRENT_WRAPPER_MODULE):
-        return AlignWrapper(version, CURRENT_WRAPPER_MODULE, "(topk_ids, block_size, num_experts, ...)",
-                            tuple(sorted(UNIMPLEMENTED_FLAGS)), ())
+        return AlignWrapper(version, CURRENT_WRAPPER_MODULE, tuple(sorted(UNIMPLEMENTED_FLAGS)), ())
     if _module_exists(LEGACY_WRAPPER_MODULE):
-        return AlignWrapper(version, LEGACY_WRAPPER_MODULE, "(topk_ids, block_size, num_experts)", (), ())
+        return AlignWrapper(version, LEGACY_WRAPPER_MODULE, (), ())
     return None
-
-
-def has_plugin_framework() -> bool:
-    """SGLang has HookRegistry and calls load_plugins() in its processes (0.5.16 and later)."""
-    return _module_exists(PLUGIN_FRAMEWORK_MODULE)
