@@ -7,6 +7,9 @@
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=...)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
+//   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved
+//     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
+//     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: one whose plan_moe_align takes max_coresident(block, smem))
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,6 +22,9 @@
 #include <cooperative_groups.h>
 
 #include "moe_align.cuh"
+#if defined(SKE_BASELINE)
+#include SKE_BASELINE
+#endif
 
 #define CK(...)                                                                                      \
   do {                                                                                               \
@@ -112,8 +118,9 @@ struct Run {
   int32_t *sorted = nullptr, *experts = nullptr, *total = nullptr, *cumsum = nullptr, *counts = nullptr;
   size_t sorted_len = 0, experts_len = 0;
   int numel = 0;
-  ske::MoeAlignParams<IdT> params(int N, int bs, bool pad, bool ignore) const {
-    ske::MoeAlignParams<IdT> p{};
+  template <typename Params = ske::MoeAlignParams<IdT>>
+  Params params(int N, int bs, bool pad, bool ignore) const {
+    Params p{};
     p.topk_ids = ids;
     p.sorted_token_ids = sorted;
     p.expert_ids = experts;
@@ -200,8 +207,9 @@ std::string check_plan(const Case& c, const std::vector<int64_t>& ids, const ske
 }
 
 template <typename IdT>
-const void* kernel_of() {
-  return reinterpret_cast<const void*>(ske::moe_align_kernel<IdT, 32>);
+const void* kernel_of(bool stage) {
+  return stage ? reinterpret_cast<const void*>(ske::moe_align_kernel<IdT, 32, true>)
+               : reinterpret_cast<const void*>(ske::moe_align_kernel<IdT, 32, false>);
 }
 
 int check(const Device& d) {
@@ -224,10 +232,11 @@ int check(const Device& d) {
     c.dist = dists[rng() % std::size(dists)];
     const auto ids = make_ids(c, rng);
     const int numel = int(ids.size());
-    const void* kern = c.i64 ? kernel_of<int64_t>() : kernel_of<int32_t>();
     using ske::MoeAlignPath;
     std::vector<ske::MoeAlignPlan> plans;
-    const auto fits = [&](int b, size_t s) { return d.coresident(b, s, kern); };
+    const auto fits = [&](int b, size_t s, bool stage) {
+      return d.coresident(b, s, c.i64 ? kernel_of<int64_t>(stage) : kernel_of<int32_t>(stage));
+    };
     plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, c.bs), d.dev, 32, fits));
     if (numel <= ske::kBlockThreads) plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32));
     for (int threads : {32, ske::kBlockThreads, ske::kMaxBlockThreads}) {
@@ -235,18 +244,21 @@ int check(const Device& d) {
       const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
       if (ske::staged_fits(staged, numel, d.dev)) plans.push_back(staged);
     }
-    plans.push_back(ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32));
-    for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
-      plans.push_back(ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, 2 + int(rng() % 40), threads));
+    for (bool stage : {true, false}) {
+      plans.push_back(ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, 1, ske::kBlockThreads, stage));
+      for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
+        plans.push_back(
+            ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, 2 + int(rng() % 40), threads, stage));
+    }
     for (const auto& plan : plans) {
       const std::string err = c.i64 ? check_plan<int64_t>(c, ids, plan) : check_plan<int32_t>(c, ids, plan);
       ++cases;
       if (!err.empty()) {
         ++failures;
         if (failures <= 20)
-          std::printf("FAIL tokens=%d topk=%d N=%d bs=%d pad=%d ignore=%d i64=%d %s grid=%d path=%d: %s\n",
+          std::printf("FAIL tokens=%d topk=%d N=%d bs=%d pad=%d ignore=%d i64=%d %s grid=%d path=%d stage=%d: %s\n",
                       c.tokens, c.topk, c.N, c.bs, c.pad, c.ignore, c.i64, c.dist.c_str(), plan.grid,
-                      int(plan.path), err.c_str());
+                      int(plan.path), plan.stage_pairs, err.c_str());
       }
     }
   }
@@ -308,11 +320,16 @@ int time_plans(const Device& d) {
       Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, "uniform"};
       const auto ids = make_ids(c, rng);
       const int numel = int(ids.size());
-      const void* kern = kernel_of<int32_t>();
       using ske::MoeAlignPath;
-      const auto coresident = [&](int b, size_t s) { return d.coresident(b, s, kern); };
+      const auto coresident = [&](int b, size_t s, bool stage) { return d.coresident(b, s, kernel_of<int32_t>(stage)); };
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
       plans.push_back({"default", ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, coresident)});
+      plans.push_back({"default_direct", plans.back().second});
+      if (plans.back().second.stage_pairs)
+        plans.back().second = ske::plan_for(plans.back().second.path, numel, c.N, d.dev, 32, plans.back().second.grid,
+                                            plans.back().second.block, false);
+      else
+        plans.pop_back();
       if (numel <= ske::kBlockThreads)
         plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32)});
       if (numel <= 32768) plans.push_back({"one_block", ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32)});
@@ -321,14 +338,14 @@ int time_plans(const Device& d) {
           const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
           if (ske::staged_fits(staged, numel, d.dev)) plans.push_back({"staged" + std::to_string(threads), staged});
         }
-      for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads}) {
-        const auto shape = ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, 1, threads);
-        const int fits = coresident(shape.block, shape.smem);
-        const std::string name = "exchange" + std::to_string(shape.block);
-        for (int g : {4, 8, 16, 32, 48, 64, 96, 132})
-          if (g <= fits && int64_t(g) * 512 <= numel)
-            plans.push_back({name, ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads)});
-      }
+      for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
+        for (bool stage : {true, false})
+          for (int g : {4, 8, 16, 32, 48, 64, 96, 132}) {
+            const auto plan = ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads, stage);
+            const std::string name = "exchange" + std::to_string(plan.block) + (plan.stage_pairs ? "staged" : "direct");
+            if (stage && !plan.stage_pairs) continue;
+            if (g <= coresident(plan.block, plan.smem, stage) && int64_t(g) * 512 <= numel) plans.push_back({name, plan});
+          }
       int max_grid = 1;
       for (auto& pl : plans) max_grid = std::max(max_grid, pl.second.grid);
       Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, max_grid);
@@ -426,6 +443,55 @@ int floor_costs(const Device& d) {
   return 0;
 }
 
+#if defined(SKE_BASELINE)
+// Device time of the default plans, this kernel against the baseline, on the
+// benchmark's shapes; the two alternate, three times each, so that drift in the
+// GPU's clock shows as spread rather than as a difference.
+int ab(const Device& d) {
+  std::mt19937_64 rng(99);
+  const Routing routings[] = {{"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2},
+                              {"Kimi-K2", 384, 8},     {"Qwen3-Next", 512, 10}};
+  const auto base_kernel = reinterpret_cast<const void*>(ske_base::moe_align_kernel<int32_t, 32>);
+  CK(cudaFuncSetAttribute(base_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, d.dev.smem_per_block_optin));
+  CK(cudaFuncSetAttribute(reinterpret_cast<const void*>(ske_base::moe_align_staged_kernel<int32_t, 32>),
+                          cudaFuncAttributeMaxDynamicSharedMemorySize, d.dev.smem_per_block_optin));
+  std::printf("routing,tokens,bs,dist,base_path,new_path,new_stage,base_us,new_us,base_spread,new_spread,new/base\n");
+  for (const auto& rt : routings)
+    for (int tokens : {1, 16, 128, 512, 2048, 4096, 16384, 32768, 65536})
+      for (int bs : {16, 64})
+        for (const char* dist : {"uniform", "skewed"}) {
+          Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, dist};
+          const auto ids = make_ids(c, rng);
+          const int numel = int(ids.size()), len = sorted_len_for(numel, c.N, bs);
+          const auto plan = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [&](int b, size_t s, bool stage) {
+            return d.coresident(b, s, kernel_of<int32_t>(stage));
+          });
+          const auto base = ske_base::plan_moe_align(numel, c.N, len, d.dev, 32,
+                                                     [&](int b, size_t s) { return d.coresident(b, s, base_kernel); });
+          const std::string err = check_plan<int32_t>(c, ids, plan);
+          if (!err.empty()) {
+            std::printf("%s,%d,%d,%s,WRONG %s\n", rt.name, tokens, bs, dist, err.c_str());
+            continue;
+          }
+          Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, std::max(plan.grid, base.grid));
+          const auto pn = r.params(c.N, bs, true, false);
+          const auto pb = r.params<ske_base::MoeAlignParams<int32_t>>(c.N, bs, true, false);
+          std::vector<double> tb, tn;
+          for (int rep = 0; rep < 3; ++rep) {
+            tb.push_back(graph_us([&](cudaStream_t s) { CK(ske_base::launch_moe_align<int32_t, 32>(pb, base, s)); }));
+            tn.push_back(graph_us([&](cudaStream_t s) { CK(ske::launch_moe_align<int32_t, 32>(pn, plan, s)); }));
+          }
+          std::sort(tb.begin(), tb.end());
+          std::sort(tn.begin(), tn.end());
+          std::printf("%s,%d,%d,%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f,%.3f\n", rt.name, tokens, bs, dist, int(base.path),
+                      int(plan.path), plan.stage_pairs, tb[1], tn[1], tb[2] - tb[0], tn[2] - tn[0], tn[1] / tb[1]);
+          std::fflush(stdout);
+          release(r);
+        }
+  return 0;
+}
+#endif
+
 #if defined(SKE_PHASE_CLOCKS)
 // Cycles between the kernel's phase marks, for a few shapes (lab builds with -DSKE_PHASE_CLOCKS).
 int phases(const Device& d) {
@@ -437,29 +503,36 @@ int phases(const Device& d) {
   };
   const Shape shapes[] = {{"Mixtral", 8, 2, 1, 1, false},          {"DeepSeek-V3", 256, 8, 1, 1, false},
                           {"Qwen3-Next", 512, 10, 1, 1, false},    {"DeepSeek-V3", 256, 8, 128, 1, false},
-                          {"DeepSeek-V3", 256, 8, 512, 1, false},  {"Mixtral", 8, 2, 16384, 32, true},
-                          {"DeepSeek-V3", 256, 8, 16384, 48, true}, {"DeepSeek-V3", 256, 8, 65536, 64, true}};
+                          {"DeepSeek-V3", 256, 8, 512, 1, false},  {"Mixtral", 8, 2, 16384, 0, true},
+                          {"DeepSeek-V3", 256, 8, 16384, 0, true}, {"DeepSeek-V3", 256, 8, 65536, 0, true},
+                          {"Qwen3-Next", 512, 10, 65536, 0, true}};
   std::printf(
-      "shape,tokens,grid,block,p0-1 count,p1-2 rows,p2-3 barrier,p3-4 sum,p4-5 scan,p5-6 ends,p6-7 place,total\n");
+      "shape,tokens,grid,threads,stage_pairs,block,p0-1 count,p1-2 rows,p2-3 barrier,p3-4 sum,p4-5 scan,p5-6 ends,"
+      "p6-7 place,total\n");
   for (const auto& sh : shapes) {
     Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
     const auto ids = make_ids(c, rng);
-    const auto path = sh.exchange ? ske::MoeAlignPath::kExchange : ske::MoeAlignPath::kOneBlock;
-    const auto plan = ske::plan_for(path, int(ids.size()), c.N, d.dev, 32, sh.grid);
-    Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, plan.grid);
-    std::vector<long long> clk(4096 * 16);
-    for (int rep = 0; rep < 3; ++rep) {
-      CK(cudaMemset(r.sorted, 0, 4));
-      CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, 64, true, false), plan, 0));
-      CK(cudaDeviceSynchronize());
-    }
-    CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
-    for (int b : {0, plan.grid / 2, plan.grid - 1}) {
-      const long long* t = &clk[b * 16];
-      std::printf("%s,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.grid, b,
-                  t[1] - t[0], t[2] - t[1], sh.exchange ? t[3] - t[2] : 0, sh.exchange ? t[4] - t[3] : t[4] - t[2],
-                  t[5] - t[4], t[6] - t[5], t[7] - t[6], t[7] - t[0]);
-      if (plan.grid == 1) break;
+    const int numel = int(ids.size());
+    const auto coresident = [&](int b, size_t s, bool stage) { return d.coresident(b, s, kernel_of<int32_t>(stage)); };
+    const auto chosen = sh.exchange ? ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, coresident)
+                                    : ske::plan_for(ske::MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, sh.grid);
+    Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, chosen.grid);
+    for (bool stage : {true, false}) {
+      const auto plan = ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block, stage);
+      if (stage && !plan.stage_pairs) continue;
+      std::vector<long long> clk(4096 * 16);
+      for (int rep = 0; rep < 3; ++rep) {
+        CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, 64, true, false), plan, 0));
+        CK(cudaDeviceSynchronize());
+      }
+      CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
+      for (int b : {0, plan.grid / 2, plan.grid - 1}) {
+        const long long* t = &clk[b * 16];
+        std::printf("%s,%d,%d,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.grid,
+                    plan.block, plan.stage_pairs, b, t[1] - t[0], t[2] - t[1], sh.exchange ? t[3] - t[2] : 0,
+                    sh.exchange ? t[4] - t[3] : t[4] - t[2], t[5] - t[4], t[6] - t[5], t[7] - t[6], t[7] - t[0]);
+        if (plan.grid == 1) break;
+      }
     }
     release(r);
   }
@@ -472,7 +545,7 @@ int phases(const Device& d) {
     const auto ids = make_ids(c, rng);
     const int numel = int(ids.size());
     const auto plan =
-        ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, [](int, size_t) { return 1; });
+        ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, [](int, size_t, bool) { return 1; });
     if (plan.path != ske::MoeAlignPath::kStaged) continue;
     Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, 1);
     std::vector<long long> clk(16);
@@ -494,10 +567,12 @@ int main(int argc, char** argv) {
   Device d;
   CK(cudaSetDevice(0));
   CK(ske::query_device(0, &d.dev));
-  CK(cudaFuncSetAttribute(ske::moe_align_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          d.dev.smem_per_block_optin));
-  CK(cudaFuncSetAttribute(ske::moe_align_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          d.dev.smem_per_block_optin));
+  for (bool stage : {false, true}) {
+    CK(cudaFuncSetAttribute(kernel_of<int32_t>(stage), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            d.dev.smem_per_block_optin));
+    CK(cudaFuncSetAttribute(kernel_of<int64_t>(stage), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                            d.dev.smem_per_block_optin));
+  }
   CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                           d.dev.smem_per_block_optin));
   CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -511,6 +586,9 @@ int main(int argc, char** argv) {
   if (what == "floor") return floor_costs(d);
 #if defined(SKE_PHASE_CLOCKS)
   if (what == "phases") return phases(d);
+#endif
+#if defined(SKE_BASELINE)
+  if (what == "ab") return ab(d);
 #endif
   std::fprintf(stderr, "usage: kernel_lab check|time|floor\n");
   return 2;

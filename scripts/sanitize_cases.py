@@ -1,5 +1,6 @@
 """A few calls covering every path of the kernel (tiny, staged with 256 and 512 threads and
-with 16-byte or single-slot writes, exchange with 256- and 512-thread blocks); run under
+with 16-byte or single-slot writes, exchange with 256- and 512-thread blocks, with 32- or
+16-bit published counts, placing directly or through shared memory); run under
 compute-sanitizer by sanitize.sh."""
 
 import torch
@@ -16,6 +17,8 @@ cases = [  # tokens, topk, experts, block, dist, dtype, pad, ignore
     (3000, 8, 256, 64, "ep_mix", torch.int32, True, True),
     (20000, 8, 256, 128, "skewed", torch.int32, True, False),
     (20000, 10, 1024, 16, "uniform", torch.int64, True, False),
+    (4096, 8, 128, 64, "uniform", torch.int32, True, False),
+    (65536, 8, 256, 64, "uniform", torch.int32, True, False),
     (65536, 8, 384, 64, "one_expert", torch.int32, False, False),
 ]
 for tokens, topk, experts, block, dist, dtype, pad, ignore in cases:

@@ -52,6 +52,7 @@ struct MoeAlignParams {
   int32_t block_shift;  // log2(block_size) when it is a power of two, else -1
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
+  int32_t stage_pairs;  // moe_align_kernel: a slice's pairs are sorted in shared memory first (0: placed directly)
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
@@ -60,9 +61,10 @@ struct MoeAlignParams {
 // Shared memory for block_exclusive_scan2.
 constexpr int kScanInts = 2 * 32 + 2;
 
-// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[kScanInts]
-inline size_t moe_align_smem_bytes(int warps, int num_buckets) {
-  return sizeof(int32_t) * (static_cast<size_t>(warps + 2) * num_buckets + num_buckets + 1 + kScanInts);
+// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | local[N] | scan[kScanInts]
+//                | stage_ids[stage_pairs] | stage_slots[stage_pairs]
+inline size_t moe_align_smem_bytes(int warps, int num_buckets, int64_t stage_pairs = 0) {
+  return sizeof(int32_t) * (static_cast<size_t>(warps + 4) * num_buckets + 1 + kScanInts + 2 * stage_pairs);
 }
 
 template <typename IdT>
@@ -148,66 +150,110 @@ __device__ int2 block_exclusive_scan2(int& a, int& b, int32_t* scan) {
   return make_int2(scan[64], scan[65]);
 }
 
-// start <- exclusive scan of the padded counts, start[n] = total. Returns the total.
-template <int kWarpSize, typename IdT>
-__device__ int padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_t* count, int32_t* start, int n,
-                                     int32_t* scan) {
+// start <- exclusive scan of the padded counts, start[n] = total; with kLocal,
+// local <- its exclusive scan, in place. Returns both totals.
+template <int kWarpSize, bool kLocal, typename IdT>
+__device__ int2 padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_t* count, int32_t* start,
+                                      int32_t* local, int n, int32_t* scan) {
   const int tid = threadIdx.x;
   const int per_thread = (n + blockDim.x - 1) / blockDim.x;
   const int lo = min(n, tid * per_thread), hi = min(n, lo + per_thread);
-  int run = 0, unused = 0;
-  for (int e = lo; e < hi; ++e) run += round_up_to_block(p, count[e]);
-  const int total = block_exclusive_scan2<kWarpSize>(run, unused, scan).x;
+  int run = 0, local_run = 0;
+  for (int e = lo; e < hi; ++e) {
+    run += round_up_to_block(p, count[e]);
+    if constexpr (kLocal) local_run += local[e];
+  }
+  const int2 totals = block_exclusive_scan2<kWarpSize>(run, local_run, scan);
   for (int e = lo; e < hi; ++e) {
     start[e] = run;
     run += round_up_to_block(p, count[e]);
+    if constexpr (kLocal) {
+      const int c = local[e];
+      local[e] = local_run;
+      local_run += c;
+    }
   }
-  if (tid == 0) start[n] = total;
+  if (tid == 0) start[n] = totals.x;
   __syncthreads();
-  return total;
+  return totals;
+}
+
+// Lanes that share a column of G blocks' counts in sum_block_counts.
+template <int kWarpSize>
+__device__ __forceinline__ int sum_lanes(int cols, int G, int T) {
+  int lanes = 1;
+  while (lanes < kWarpSize && lanes < G && 2 * lanes * cols <= T) lanes <<= 1;
+  return lanes;
+}
+
+// Dependent rounds of batch loads per thread in sum_block_counts.
+template <int kWarpSize>
+__device__ __forceinline__ int sum_passes(int cols, int G, int T, int batch) {
+  const int lanes = sum_lanes<kWarpSize>(cols, G, T);
+  return (cols * lanes + T - 1) / T * ((G + batch * lanes - 1) / (batch * lanes));
 }
 
 // Exchange: before[e] = pairs of the blocks below this one, count[e] = all pairs.
-// `lanes` lanes share a bucket (each sums every lanes-th block) so that few
-// buckets still keep the threads busy; kBatch loads are in flight per thread.
-template <int kWarpSize, int kBatch>
+// Each block published its counts as a row of `cols` ints: with kPacked two
+// 16-bit counts per int (buckets 2j, 2j + 1), else one. `lanes` lanes share a
+// column (each sums every lanes-th block) so that few buckets still keep the
+// threads busy; kBatch loads are in flight per thread.
+template <int kWarpSize, int kBatch, bool kPacked>
 __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* before, int32_t* count) {
+  constexpr int kPer = kPacked ? 2 : 1;
+  const int cols = (N + kPer - 1) / kPer;
   const int G = gridDim.x, me = blockIdx.x;
   const int tid = threadIdx.x, T = blockDim.x;
-  int lanes = 1;
-  while (lanes < kWarpSize && lanes < G && 2 * lanes * N <= T) lanes <<= 1;
+  const int lanes = sum_lanes<kWarpSize>(cols, G, T);
   const int sub = tid % lanes;
   // Every thread runs the same number of rounds, so the shuffles see whole groups.
-  const int rounds = (N * lanes + T - 1) / T;
+  const int rounds = (cols * lanes + T - 1) / T;
   for (int r = 0; r < rounds; ++r) {
-    const int e = (r * T + tid) / lanes;
-    int below = 0, all = 0;
-    if (e < N) {
+    const int col = (r * T + tid) / lanes;
+    int below[kPer] = {}, all[kPer] = {};
+    if (col < cols) {
       // Plain loads: the grid barrier makes the other blocks' stores visible.
-      const int32_t* column = block_counts + e;
+      const int32_t* column = block_counts + col;
       for (int b0 = sub; b0 < G; b0 += kBatch * lanes) {
-        int c[kBatch];
+        uint32_t c[kBatch];
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
           const int b = b0 + u * lanes;
-          c[u] = b < G ? column[b * N] : 0;
+          c[u] = b < G ? static_cast<uint32_t>(column[b * cols]) : 0u;
         }
 #pragma unroll
         for (int u = 0; u < kBatch; ++u) {
-          all += c[u];
-          if (b0 + u * lanes < me) below += c[u];
+#pragma unroll
+          for (int k = 0; k < kPer; ++k) {
+            const int v = kPacked ? static_cast<int>((c[u] >> (16 * k)) & 0xffffu) : static_cast<int>(c[u]);
+            all[k] += v;
+            if (b0 + u * lanes < me) below[k] += v;
+          }
         }
       }
     }
-    for (int d = 1; d < lanes; d <<= 1) {
-      below += shfl_xor<kWarpSize>(below, d, lanes);
-      all += shfl_xor<kWarpSize>(all, d, lanes);
-    }
-    if (e < N && sub == 0) {
-      before[e] = below;
-      count[e] = all;
+#pragma unroll
+    for (int k = 0; k < kPer; ++k) {
+      for (int d = 1; d < lanes; d <<= 1) {
+        below[k] += shfl_xor<kWarpSize>(below[k], d, lanes);
+        all[k] += shfl_xor<kWarpSize>(all[k], d, lanes);
+      }
+      const int e = col * kPer + k;
+      if (col < cols && e < N && sub == 0) {
+        before[e] = below[k];
+        count[e] = all[k];
+      }
     }
   }
+}
+
+template <int kWarpSize, int kBatch>
+__device__ __forceinline__ void sum_counts(bool packed, const int32_t* block_counts, int N, int32_t* before,
+                                           int32_t* count) {
+  if (packed)
+    sum_block_counts<kWarpSize, kBatch, true>(block_counts, N, before, count);
+  else
+    sum_block_counts<kWarpSize, kBatch, false>(block_counts, N, before, count);
 }
 
 // Tiny inputs (numel <= blockDim.x, one block): thread i holds pair i. Its rank
@@ -491,7 +537,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   SKE_PHASE(5);
 }
 
-template <typename IdT, int kWarpSize>
+// kStage: the slice's pairs are sorted by bucket in shared memory (p.stage_pairs
+// of room) before they are stored, so that each bucket's run leaves as whole lines.
+template <typename IdT, int kWarpSize, bool kStage>
 __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
@@ -502,13 +550,26 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   int32_t* before = rows + warps * N;  // pairs of lower blocks per bucket
   int32_t* count = before + N;      // pairs per bucket
   int32_t* start = count + N;       // padded start per bucket; start[N] = total
-  int32_t* scan = start + N + 1;
+  int32_t* local = start + N + 1;   // this block's pairs per bucket, then where they start in stage_ids
+  int32_t* scan = local + N;
+  int32_t* stage_ids = scan + kScanInts;             // kStage: this block's pair indices in output order,
+  int32_t* stage_slots = stage_ids + p.stage_pairs;  // and the slot each one goes to
   int32_t* my_row = rows + warp * N;
   const Mask lanes_below = (Mask(1) << lane) - 1;
   const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
   const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
   const int64_t numel = p.numel;
   const bool exchange = gridDim.x > 1;  // only exchange plans launch several blocks
+  // Loads in flight per thread in the sum over blocks: as many as the grid has
+  // blocks (up to 64) on NVIDIA; 8 on 64-wide AMD waves, where more spill
+  // registers (compile report).
+  const int sum_batch = kWarpSize == 32 ? (bdim > kBlockThreads ? 64 : 32) : 8;
+  // Where the sum would take several rounds of loads, the blocks publish 16-bit
+  // counts (a slice's pairs of a bucket fit) and the rounds halve; measured,
+  // packing where one round suffices is slower (bench/NOTES.md, fifth session).
+  // Not on 64-wide waves: there the second sum spills SGPRs (gfx90a, compile report).
+  const bool packed_counts = kWarpSize == 32 && exchange && static_cast<int64_t>(warps) * p.per_warp <= 0xffff &&
+                             sum_passes<kWarpSize>(N, gridDim.x, bdim, sum_batch) > 1;
 
   SKE_PHASE(0);
   // One block: fill the whole buffer now, the block barriers order it before the placement.
@@ -548,10 +609,16 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
       if (w < warps) rows[w * N + e] = run;
       run += c[w];
     }
-    if (exchange)
-      p.block_counts[static_cast<int64_t>(blockIdx.x) * N + e] = run;
-    else
+    if constexpr (kStage) local[e] = run;
+    if (!exchange) {
       count[e] = run;
+    } else if (packed_counts) {  // a row of N rounded up to even 16-bit counts (sum_block_counts)
+      uint16_t* row = reinterpret_cast<uint16_t*>(p.block_counts) + static_cast<int64_t>(blockIdx.x) * (N + (N & 1));
+      row[e] = static_cast<uint16_t>(run);
+      if (e == N - 1 && (N & 1)) row[N] = 0;
+    } else {
+      p.block_counts[static_cast<int64_t>(blockIdx.x) * N + e] = run;
+    }
   }
   SKE_PHASE(2);
 
@@ -559,22 +626,21 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   if (exchange) {
     grid_sync();
     SKE_PHASE(3);
-    // Loads in flight per thread: as many as the grid has blocks (64 at most) on
-    // NVIDIA; 8 on 64-wide AMD waves, where more spill registers (compile report).
     if constexpr (kWarpSize == 32) {
-      if (bdim > kBlockThreads)
-        sum_block_counts<kWarpSize, 64>(p.block_counts, N, before, count);
+      if (sum_batch == 64)
+        sum_counts<kWarpSize, 64>(packed_counts, p.block_counts, N, before, count);
       else
-        sum_block_counts<kWarpSize, 32>(p.block_counts, N, before, count);
+        sum_counts<kWarpSize, 32>(packed_counts, p.block_counts, N, before, count);
     } else {
-      sum_block_counts<kWarpSize, 8>(p.block_counts, N, before, count);
+      sum_block_counts<kWarpSize, 8, false>(p.block_counts, N, before, count);
     }
   }
   __syncthreads();
   SKE_PHASE(4);
 
   // 3. Padded cumsum over buckets.
-  const int total = padded_exclusive_scan<kWarpSize>(p, count, start, N, scan);
+  const int2 totals = padded_exclusive_scan<kWarpSize, kStage>(p, count, start, local, N, scan);
+  const int total = totals.x, staged_pairs = totals.y;
   SKE_PHASE(5);
   for (int e = tid; e < N; e += bdim) {
     before[e] += start[e];  // where this block's pairs of bucket e begin
@@ -620,14 +686,25 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
       if (r0 + s * kWarpSize >= end) break;
       const int key = keys[s];
       const Mask peers = match_bits<kWarpSize>(key, p.key_bits);
-      const int slot = key != N ? before[key] + my_row[key] + popcount(peers & lanes_below) : 0;
+      const int row = key != N ? my_row[key] + popcount(peers & lanes_below) : 0;
       sync_warp();
       if (key != N) {
-        p.sorted_token_ids[slot] = static_cast<int32_t>(r0 + s * kWarpSize + lane);
+        const int32_t id = static_cast<int32_t>(r0 + s * kWarpSize + lane);
+        if constexpr (kStage) {
+          stage_ids[local[key] + row] = id;
+          stage_slots[local[key] + row] = before[key] + row;
+        } else {
+          p.sorted_token_ids[before[key] + row] = id;
+        }
         if (lane == lowest_lane(peers)) my_row[key] += popcount(peers);
       }
       sync_warp();
     }
+  }
+  if constexpr (kStage) {
+    __syncthreads();
+#pragma unroll 4
+    for (int i = tid; i < staged_pairs; i += bdim) p.sorted_token_ids[stage_slots[i]] = stage_ids[i];
   }
   SKE_PHASE(7);
 }
@@ -645,6 +722,7 @@ struct MoeAlignPlan {
   int block;
   size_t smem;
   int per_warp;
+  int stage_pairs;  // kOneBlock and kExchange: see MoeAlignParams
 };
 
 // Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third and fourth sessions).
@@ -658,21 +736,24 @@ struct MoeAlignTuning {
   int max_grid_many_buckets = 64;  // at most this many blocks (each sums grid x buckets), and
   int most_buckets = 256;          // above this, 512-thread blocks (one bucket per thread) ...
   int wide_block_min_pairs = 32768;  // ... from here;
-  int wide_block_min_pairs_fewer_buckets = 262144;  // over many but not most buckets from here, with ...
-  int max_grid_wide_fewer_buckets = 96;             // ... at most this many blocks
+  int wide_block_min_pairs_fewer_buckets = 262144;  // over many but not most buckets from here;
+  int stage_min_pairs_per_bucket = 12;  // wide blocks stage their slice from this many pairs per bucket;
+  int max_grid_wide = 96;  // wide blocks over fewer than most buckets, or that stage: at most this many blocks
   int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
 };
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
   // One warp's row plus the per-bucket arrays must fit one block's shared memory.
-  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - kScanInts) / 4);
+  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - kScanInts) / 5);
 }
 
 // A plan for a given path, grid and block; an exchange grid must fit co-resident (the caller checks).
+// stage: moe_align_kernel<kStage> where the slice fits shared memory.
 inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
-                             int grid = 1, int threads = kBlockThreads) {
+                             int grid = 1, int threads = kBlockThreads, bool stage = false) {
   MoeAlignPlan plan;
   plan.path = path;
+  plan.stage_pairs = 0;
   plan.grid = path == MoeAlignPath::kExchange && grid > 1 ? grid : 1;
   if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
   if (path == MoeAlignPath::kTiny) {
@@ -693,10 +774,13 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   int warps = std::min(threads, kMaxBlockThreads) / warp_size;
   while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
   plan.block = warps * warp_size;
-  plan.smem = moe_align_smem_bytes(warps, num_buckets);
   const int64_t warps_total = int64_t(plan.grid) * warps;
   plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
   if (plan.per_warp < 1) plan.per_warp = 1;
+  const int64_t slice = int64_t(warps) * plan.per_warp;
+  if (stage && moe_align_smem_bytes(warps, num_buckets, slice) <= size_t(dev.smem_per_block_optin))
+    plan.stage_pairs = static_cast<int>(slice);
+  plan.smem = moe_align_smem_bytes(warps, num_buckets, plan.stage_pairs);
   return plan;
 }
 
@@ -705,8 +789,8 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
 
-// max_coresident(block, smem) -> blocks of that shape the device holds at once.
-// sorted_len: the length of sorted_token_ids.
+// max_coresident(block, smem, stage) -> blocks of that shape of moe_align_kernel<stage> the
+// device holds at once. sorted_len: the length of sorted_token_ids.
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
@@ -723,13 +807,22 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
   const bool wide =
       many_buckets && numel >= (most ? tuning.wide_block_min_pairs : tuning.wide_block_min_pairs_fewer_buckets);
+  // Staging pays where each block's pairs of a bucket make runs of several stores.
+  const auto stages = [&](int64_t grid) {
+    return wide && numel >= grid * num_buckets * tuning.stage_min_pairs_per_bucket;
+  };
   const MoeAlignPlan shape =
       plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, wide ? kMaxBlockThreads : kBlockThreads);
   int64_t grid = numel / (int64_t(tuning.pairs_per_thread) * shape.block);
-  if (many_buckets)
-    grid = std::min<int64_t>(grid, wide && !most ? tuning.max_grid_wide_fewer_buckets : tuning.max_grid_many_buckets);
-  grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem));
-  return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), shape.block);
+  if (many_buckets) {
+    const bool wide_cap = wide && (!most || stages(tuning.max_grid_wide));
+    grid = std::min<int64_t>(grid, wide_cap ? tuning.max_grid_wide : tuning.max_grid_many_buckets);
+  }
+  grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem, false));
+  const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
+                                     static_cast<int>(grid), shape.block, stages(grid));
+  if (plan.stage_pairs == 0 || max_coresident(plan.block, plan.smem, true) >= plan.grid) return plan;
+  return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, plan.grid, plan.block);
 }
 
 inline int bit_width(int x) {
@@ -747,6 +840,7 @@ inline int log2_if_power_of_two(int x) {
 template <typename IdT, int kWarpSize>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;
+  p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
   p.block_shift = log2_if_power_of_two(p.block_size);
   void* args[] = {&p};
@@ -754,7 +848,7 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
     return launch_plain(moe_align_tiny_kernel<IdT>, 1, plan.block, args, plan.smem, stream);
   if (plan.path == MoeAlignPath::kStaged)
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
-  auto kernel = moe_align_kernel<IdT, kWarpSize>;
+  auto kernel = plan.stage_pairs > 0 ? moe_align_kernel<IdT, kWarpSize, true> : moe_align_kernel<IdT, kWarpSize, false>;
   if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }

@@ -50,7 +50,8 @@ void allow_smem_once(int device, int bytes) {
   static std::array<std::once_flag, 64> once;
   std::call_once(once[device], [&] {
     using Kernel = void (*)(ske::MoeAlignParams<IdT>);
-    for (const Kernel kernel : {Kernel(ske::moe_align_kernel<IdT, kWarpSize>),
+    for (const Kernel kernel : {Kernel(ske::moe_align_kernel<IdT, kWarpSize, false>),
+                                Kernel(ske::moe_align_kernel<IdT, kWarpSize, true>),
                                 Kernel(ske::moe_align_staged_kernel<IdT, kWarpSize>)}) {
       const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
       TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
@@ -64,12 +65,14 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
          bool pad_sorted_token_ids, bool ignore_invalid_expert) {
   const int device = topk_ids.get_device();
   const ske::DeviceLimits& dev = device_limits(device);
-  auto kernel = ske::moe_align_kernel<IdT, kWarpSize>;
   allow_smem_once<IdT, kWarpSize>(device, dev.smem_per_block_optin);
   const int numel = static_cast<int>(topk_ids.numel());
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, static_cast<int>(sorted_token_ids.numel()), dev, kWarpSize,
-      [&](int block, size_t smem) { return coresident_blocks(kernel, device, block, smem); });
+      [&](int block, size_t smem, bool stage) {
+        return stage ? coresident_blocks(ske::moe_align_kernel<IdT, kWarpSize, true>, device, block, smem)
+                     : coresident_blocks(ske::moe_align_kernel<IdT, kWarpSize, false>, device, block, smem);
+      });
   at::Tensor block_counts;
   if (plan.path == ske::MoeAlignPath::kExchange)
     block_counts = at::empty({int64_t(plan.grid) * num_buckets}, topk_ids.options().dtype(at::kInt));

@@ -2,8 +2,10 @@
 // (CI) to catch compile errors and read register / shared-memory / spill reports.
 #include "../../sgl_kernel_ext/csrc/moe_align.cuh"
 
-template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int32_t>);
-template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int64_t>);
+template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize, false>(ske::MoeAlignParams<int32_t>);
+template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize, false>(ske::MoeAlignParams<int64_t>);
+template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize, true>(ske::MoeAlignParams<int32_t>);
+template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize, true>(ske::MoeAlignParams<int64_t>);
 template __global__ void ske::moe_align_tiny_kernel<int32_t>(ske::MoeAlignParams<int32_t>);
 template __global__ void ske::moe_align_tiny_kernel<int64_t>(ske::MoeAlignParams<int64_t>);
 template __global__ void ske::moe_align_staged_kernel<int32_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int32_t>);
