@@ -207,9 +207,8 @@ std::string check_plan(const Case& c, const std::vector<int64_t>& ids, const ske
 }
 
 template <typename IdT>
-const void* kernel_of(bool stage) {
-  return stage ? reinterpret_cast<const void*>(ske::moe_align_kernel<IdT, 32, true>)
-               : reinterpret_cast<const void*>(ske::moe_align_kernel<IdT, 32, false>);
+const void* kernel_of(const ske::MoeAlignPlan& plan) {
+  return reinterpret_cast<const void*>(ske::moe_align_kernel_for<IdT, 32>(plan));
 }
 
 int check(const Device& d) {
@@ -234,8 +233,8 @@ int check(const Device& d) {
     const int numel = int(ids.size());
     using ske::MoeAlignPath;
     std::vector<ske::MoeAlignPlan> plans;
-    const auto fits = [&](int b, size_t s, bool stage) {
-      return d.coresident(b, s, c.i64 ? kernel_of<int64_t>(stage) : kernel_of<int32_t>(stage));
+    const auto fits = [&](const ske::MoeAlignPlan& shape) {
+      return d.coresident(shape.block, shape.smem, c.i64 ? kernel_of<int64_t>(shape) : kernel_of<int32_t>(shape));
     };
     plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, c.bs), d.dev, 32, fits));
     if (numel <= ske::kBlockThreads) plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32));
@@ -321,7 +320,9 @@ int time_plans(const Device& d) {
       const auto ids = make_ids(c, rng);
       const int numel = int(ids.size());
       using ske::MoeAlignPath;
-      const auto coresident = [&](int b, size_t s, bool stage) { return d.coresident(b, s, kernel_of<int32_t>(stage)); };
+      const auto coresident = [&](const ske::MoeAlignPlan& shape) {
+        return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
+      };
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
       plans.push_back({"default", ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, coresident)});
       plans.push_back({"default_direct", plans.back().second});
@@ -344,7 +345,7 @@ int time_plans(const Device& d) {
             const auto plan = ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads, stage);
             const std::string name = "exchange" + std::to_string(plan.block) + (plan.stage_pairs ? "staged" : "direct");
             if (stage && !plan.stage_pairs) continue;
-            if (g <= coresident(plan.block, plan.smem, stage) && int64_t(g) * 512 <= numel) plans.push_back({name, plan});
+            if (g <= coresident(plan) && int64_t(g) * 512 <= numel) plans.push_back({name, plan});
           }
       int max_grid = 1;
       for (auto& pl : plans) max_grid = std::max(max_grid, pl.second.grid);
@@ -463,8 +464,8 @@ int ab(const Device& d) {
           Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, dist};
           const auto ids = make_ids(c, rng);
           const int numel = int(ids.size()), len = sorted_len_for(numel, c.N, bs);
-          const auto plan = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [&](int b, size_t s, bool stage) {
-            return d.coresident(b, s, kernel_of<int32_t>(stage));
+          const auto plan = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [&](const ske::MoeAlignPlan& shape) {
+            return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
           });
           const auto base = ske_base::plan_moe_align(numel, c.N, len, d.dev, 32,
                                                      [&](int b, size_t s) { return d.coresident(b, s, base_kernel); });
@@ -513,7 +514,9 @@ int phases(const Device& d) {
     Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
     const auto ids = make_ids(c, rng);
     const int numel = int(ids.size());
-    const auto coresident = [&](int b, size_t s, bool stage) { return d.coresident(b, s, kernel_of<int32_t>(stage)); };
+    const auto coresident = [&](const ske::MoeAlignPlan& shape) {
+      return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
+    };
     const auto chosen = sh.exchange ? ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, coresident)
                                     : ske::plan_for(ske::MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, sh.grid);
     Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, chosen.grid);
@@ -545,7 +548,7 @@ int phases(const Device& d) {
     const auto ids = make_ids(c, rng);
     const int numel = int(ids.size());
     const auto plan =
-        ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, [](int, size_t, bool) { return 1; });
+        ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, [](const ske::MoeAlignPlan&) { return 1; });
     if (plan.path != ske::MoeAlignPath::kStaged) continue;
     Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, 1);
     std::vector<long long> clk(16);
@@ -567,12 +570,16 @@ int main(int argc, char** argv) {
   Device d;
   CK(cudaSetDevice(0));
   CK(ske::query_device(0, &d.dev));
-  for (bool stage : {false, true}) {
-    CK(cudaFuncSetAttribute(kernel_of<int32_t>(stage), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            d.dev.smem_per_block_optin));
-    CK(cudaFuncSetAttribute(kernel_of<int64_t>(stage), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                            d.dev.smem_per_block_optin));
-  }
+  for (bool stage : {false, true})
+    for (bool packed : {false, true}) {
+      ske::MoeAlignPlan plan{};
+      plan.stage_pairs = stage;
+      plan.packed_counts = packed;
+      CK(cudaFuncSetAttribute(kernel_of<int32_t>(plan), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              d.dev.smem_per_block_optin));
+      CK(cudaFuncSetAttribute(kernel_of<int64_t>(plan), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                              d.dev.smem_per_block_optin));
+    }
   CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                           d.dev.smem_per_block_optin));
   CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,

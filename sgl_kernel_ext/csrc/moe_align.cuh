@@ -21,11 +21,13 @@
 //        shared-memory histogram; the rows are scanned over the warps (stable:
 //        lower warps first) and each block publishes its pairs per bucket.
 //     2. One grid barrier; each block sums, per bucket, the counts of the
-//        blocks below it and of all blocks.
+//        blocks below it and of all blocks (16-bit counts, two per load, where
+//        32-bit ones would take several rounds of loads: kPackedCounts).
 //     3. Every block computes the padded exclusive cumsum over buckets itself.
 //     4. expert_ids grid-stride; each warp re-reads its chunk (registers or L2)
 //        and places every pair at start[bucket] + lower blocks + lower warps +
-//        lower lanes.
+//        lower lanes; with kStage (large slices over many buckets) through a
+//        sorted copy of the slice in shared memory, so that stores are adjacent.
 //   With pad_sorted_token_ids a single block fills the whole sorted buffer with
 //   numel first (its barriers order that before the placement); an exchange
 //   fills only the slots no pair lands in, since nothing orders another block's
@@ -179,17 +181,22 @@ __device__ int2 padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_
 }
 
 // Lanes that share a column of G blocks' counts in sum_block_counts.
-template <int kWarpSize>
-__device__ __forceinline__ int sum_lanes(int cols, int G, int T) {
+__host__ __device__ inline int sum_lanes(int cols, int G, int T, int warp_size) {
   int lanes = 1;
-  while (lanes < kWarpSize && lanes < G && 2 * lanes * cols <= T) lanes <<= 1;
+  while (lanes < warp_size && lanes < G && 2 * lanes * cols <= T) lanes <<= 1;
   return lanes;
 }
 
-// Dependent rounds of batch loads per thread in sum_block_counts.
-template <int kWarpSize>
-__device__ __forceinline__ int sum_passes(int cols, int G, int T, int batch) {
-  const int lanes = sum_lanes<kWarpSize>(cols, G, T);
+// Loads in flight per thread in sum_block_counts: as many as the grid has blocks
+// (up to 64) on NVIDIA; 8 on 64-wide AMD waves, where more spill registers
+// (compile report).
+__host__ __device__ constexpr int sum_batch(int warp_size, int threads) {
+  return warp_size == 32 ? (threads > kBlockThreads ? 64 : 32) : 8;
+}
+
+// Dependent rounds of loads per thread in sum_block_counts.
+inline int sum_passes(int cols, int G, int T, int warp_size) {
+  const int lanes = sum_lanes(cols, G, T, warp_size), batch = sum_batch(warp_size, T);
   return (cols * lanes + T - 1) / T * ((G + batch * lanes - 1) / (batch * lanes));
 }
 
@@ -204,7 +211,7 @@ __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* be
   const int cols = (N + kPer - 1) / kPer;
   const int G = gridDim.x, me = blockIdx.x;
   const int tid = threadIdx.x, T = blockDim.x;
-  const int lanes = sum_lanes<kWarpSize>(cols, G, T);
+  const int lanes = sum_lanes(cols, G, T, kWarpSize);
   const int sub = tid % lanes;
   // Every thread runs the same number of rounds, so the shuffles see whole groups.
   const int rounds = (cols * lanes + T - 1) / T;
@@ -245,15 +252,6 @@ __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* be
       }
     }
   }
-}
-
-template <int kWarpSize, int kBatch>
-__device__ __forceinline__ void sum_counts(bool packed, const int32_t* block_counts, int N, int32_t* before,
-                                           int32_t* count) {
-  if (packed)
-    sum_block_counts<kWarpSize, kBatch, true>(block_counts, N, before, count);
-  else
-    sum_block_counts<kWarpSize, kBatch, false>(block_counts, N, before, count);
 }
 
 // Tiny inputs (numel <= blockDim.x, one block): thread i holds pair i. Its rank
@@ -539,7 +537,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 
 // kStage: the slice's pairs are sorted by bucket in shared memory (p.stage_pairs
 // of room) before they are stored, so that each bucket's run leaves as whole lines.
-template <typename IdT, int kWarpSize, bool kStage>
+// kPackedCounts: an exchange's blocks publish 16-bit counts (sum_block_counts).
+// Separate instances: each kernel carries only the code it runs (instruction cache).
+template <typename IdT, int kWarpSize, bool kStage, bool kPackedCounts>
 __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
@@ -560,16 +560,6 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
   const int64_t numel = p.numel;
   const bool exchange = gridDim.x > 1;  // only exchange plans launch several blocks
-  // Loads in flight per thread in the sum over blocks: as many as the grid has
-  // blocks (up to 64) on NVIDIA; 8 on 64-wide AMD waves, where more spill
-  // registers (compile report).
-  const int sum_batch = kWarpSize == 32 ? (bdim > kBlockThreads ? 64 : 32) : 8;
-  // Where the sum would take several rounds of loads, the blocks publish 16-bit
-  // counts (a slice's pairs of a bucket fit) and the rounds halve; measured,
-  // packing where one round suffices is slower (bench/NOTES.md, fifth session).
-  // Not on 64-wide waves: there the second sum spills SGPRs (gfx90a, compile report).
-  const bool packed_counts = kWarpSize == 32 && exchange && static_cast<int64_t>(warps) * p.per_warp <= 0xffff &&
-                             sum_passes<kWarpSize>(N, gridDim.x, bdim, sum_batch) > 1;
 
   SKE_PHASE(0);
   // One block: fill the whole buffer now, the block barriers order it before the placement.
@@ -612,7 +602,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
     if constexpr (kStage) local[e] = run;
     if (!exchange) {
       count[e] = run;
-    } else if (packed_counts) {  // a row of N rounded up to even 16-bit counts (sum_block_counts)
+    } else if constexpr (kPackedCounts) {  // a row of N rounded up to even 16-bit counts (sum_block_counts)
       uint16_t* row = reinterpret_cast<uint16_t*>(p.block_counts) + static_cast<int64_t>(blockIdx.x) * (N + (N & 1));
       row[e] = static_cast<uint16_t>(run);
       if (e == N - 1 && (N & 1)) row[N] = 0;
@@ -626,14 +616,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   if (exchange) {
     grid_sync();
     SKE_PHASE(3);
-    if constexpr (kWarpSize == 32) {
-      if (sum_batch == 64)
-        sum_counts<kWarpSize, 64>(packed_counts, p.block_counts, N, before, count);
-      else
-        sum_counts<kWarpSize, 32>(packed_counts, p.block_counts, N, before, count);
-    } else {
-      sum_block_counts<kWarpSize, 8, false>(p.block_counts, N, before, count);
-    }
+    constexpr int kWideBatch = sum_batch(kWarpSize, kMaxBlockThreads), kBatch = sum_batch(kWarpSize, kBlockThreads);
+    if (kWideBatch != kBatch && bdim > kBlockThreads)
+      sum_block_counts<kWarpSize, kWideBatch, kPackedCounts>(p.block_counts, N, before, count);
+    else
+      sum_block_counts<kWarpSize, kBatch, kPackedCounts>(p.block_counts, N, before, count);
   }
   __syncthreads();
   SKE_PHASE(4);
@@ -723,6 +710,7 @@ struct MoeAlignPlan {
   size_t smem;
   int per_warp;
   int stage_pairs;  // kOneBlock and kExchange: see MoeAlignParams
+  bool packed_counts;  // kExchange: moe_align_kernel<kPackedCounts>
 };
 
 // Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third and fourth sessions).
@@ -748,12 +736,16 @@ inline int max_supported_buckets(const DeviceLimits& dev) {
 }
 
 // A plan for a given path, grid and block; an exchange grid must fit co-resident (the caller checks).
-// stage: moe_align_kernel<kStage> where the slice fits shared memory.
+// stage: moe_align_kernel<kStage> where the slice fits shared memory. pack: 16-bit counts where
+// the sum over blocks would take several rounds of loads and a slice's counts fit; measured,
+// packing where one round suffices is slower (bench/NOTES.md, fifth session). Not on 64-wide
+// waves: there the packed sum spills SGPRs (gfx90a, compile report).
 inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
-                             int grid = 1, int threads = kBlockThreads, bool stage = false) {
+                             int grid = 1, int threads = kBlockThreads, bool stage = false, bool pack = true) {
   MoeAlignPlan plan;
   plan.path = path;
   plan.stage_pairs = 0;
+  plan.packed_counts = false;
   plan.grid = path == MoeAlignPath::kExchange && grid > 1 ? grid : 1;
   if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
   if (path == MoeAlignPath::kTiny) {
@@ -780,6 +772,8 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   const int64_t slice = int64_t(warps) * plan.per_warp;
   if (stage && moe_align_smem_bytes(warps, num_buckets, slice) <= size_t(dev.smem_per_block_optin))
     plan.stage_pairs = static_cast<int>(slice);
+  plan.packed_counts = pack && plan.path == MoeAlignPath::kExchange && warp_size == 32 && slice <= 0xffff &&
+                       sum_passes(num_buckets, plan.grid, plan.block, warp_size) > 1;
   plan.smem = moe_align_smem_bytes(warps, num_buckets, plan.stage_pairs);
   return plan;
 }
@@ -789,8 +783,8 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
 
-// max_coresident(block, smem, stage) -> blocks of that shape of moe_align_kernel<stage> the
-// device holds at once. sorted_len: the length of sorted_token_ids.
+// max_coresident(plan) -> blocks of plan.block threads and plan.smem bytes of the plan's
+// moe_align_kernel instance that the device holds at once. sorted_len: the length of sorted_token_ids.
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
@@ -818,11 +812,12 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     const bool wide_cap = wide && (!most || stages(tuning.max_grid_wide));
     grid = std::min<int64_t>(grid, wide_cap ? tuning.max_grid_wide : tuning.max_grid_many_buckets);
   }
-  grid = std::min<int64_t>(grid, max_coresident(shape.block, shape.smem, false));
+  grid = std::min<int64_t>(grid, max_coresident(shape));
   const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
                                      static_cast<int>(grid), shape.block, stages(grid));
-  if (plan.stage_pairs == 0 || max_coresident(plan.block, plan.smem, true) >= plan.grid) return plan;
-  return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, plan.grid, plan.block);
+  if (max_coresident(plan) >= plan.grid) return plan;
+  // The plain instance with the shape's shared memory: co-resident by the check above.
+  return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, plan.grid, plan.block, false, false);
 }
 
 inline int bit_width(int x) {
@@ -834,6 +829,17 @@ inline int bit_width(int x) {
 inline int log2_if_power_of_two(int x) {
   if (x < 1 || (x & (x - 1)) != 0) return -1;
   return bit_width(x) - 1;
+}
+
+// The moe_align_kernel instance of a kOneBlock or kExchange plan.
+template <typename IdT, int kWarpSize>
+auto moe_align_kernel_for(const MoeAlignPlan& plan) {
+  const bool stage = plan.stage_pairs > 0;
+  if constexpr (kWarpSize == 32) {
+    if (plan.packed_counts)
+      return stage ? moe_align_kernel<IdT, kWarpSize, true, true> : moe_align_kernel<IdT, kWarpSize, false, true>;
+  }
+  return stage ? moe_align_kernel<IdT, kWarpSize, true, false> : moe_align_kernel<IdT, kWarpSize, false, false>;
 }
 
 // Launch with a given plan; an exchange plan needs block_counts of plan.grid * num_buckets ints.
@@ -848,7 +854,7 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
     return launch_plain(moe_align_tiny_kernel<IdT>, 1, plan.block, args, plan.smem, stream);
   if (plan.path == MoeAlignPath::kStaged)
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
-  auto kernel = plan.stage_pairs > 0 ? moe_align_kernel<IdT, kWarpSize, true> : moe_align_kernel<IdT, kWarpSize, false>;
+  const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
   if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }

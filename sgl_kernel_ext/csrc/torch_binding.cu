@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <tuple>
+#include <vector>
 
 #include "moe_align.cuh"
 
@@ -50,9 +51,15 @@ void allow_smem_once(int device, int bytes) {
   static std::array<std::once_flag, 64> once;
   std::call_once(once[device], [&] {
     using Kernel = void (*)(ske::MoeAlignParams<IdT>);
-    for (const Kernel kernel : {Kernel(ske::moe_align_kernel<IdT, kWarpSize, false>),
-                                Kernel(ske::moe_align_kernel<IdT, kWarpSize, true>),
-                                Kernel(ske::moe_align_staged_kernel<IdT, kWarpSize>)}) {
+    std::vector<Kernel> kernels = {ske::moe_align_staged_kernel<IdT, kWarpSize>};
+    for (const bool stage : {false, true})
+      for (const bool packed : {false, true}) {
+        ske::MoeAlignPlan plan{};
+        plan.stage_pairs = stage;
+        plan.packed_counts = packed;
+        kernels.push_back(ske::moe_align_kernel_for<IdT, kWarpSize>(plan));
+      }
+    for (const Kernel kernel : kernels) {
       const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
       TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
     }
@@ -69,9 +76,8 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   const int numel = static_cast<int>(topk_ids.numel());
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, static_cast<int>(sorted_token_ids.numel()), dev, kWarpSize,
-      [&](int block, size_t smem, bool stage) {
-        return stage ? coresident_blocks(ske::moe_align_kernel<IdT, kWarpSize, true>, device, block, smem)
-                     : coresident_blocks(ske::moe_align_kernel<IdT, kWarpSize, false>, device, block, smem);
+      [&](const ske::MoeAlignPlan& shape) {
+        return coresident_blocks(ske::moe_align_kernel_for<IdT, kWarpSize>(shape), device, shape.block, shape.smem);
       });
   at::Tensor block_counts;
   if (plan.path == ske::MoeAlignPath::kExchange)
