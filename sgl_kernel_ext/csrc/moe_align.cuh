@@ -54,7 +54,7 @@ struct MoeAlignParams {
   int32_t block_shift;  // log2(block_size) when it is a power of two, else -1
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
-  int32_t stage_pairs;  // moe_align_kernel: a slice's pairs are sorted in shared memory first (0: placed directly)
+  int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
