@@ -324,13 +324,10 @@ int time_plans(const Device& d) {
         return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
       };
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
-      plans.push_back({"default", ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, coresident)});
-      plans.push_back({"default_direct", plans.back().second});
-      if (plans.back().second.stage_pairs)
-        plans.back().second = ske::plan_for(plans.back().second.path, numel, c.N, d.dev, 32, plans.back().second.grid,
-                                            plans.back().second.block, false);
-      else
-        plans.pop_back();
+      const auto chosen = ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, coresident);
+      plans.push_back({"default", chosen});
+      if (chosen.stage_pairs)  // the same plan placing directly
+        plans.push_back({"default_direct", ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block)});
       if (numel <= ske::kBlockThreads)
         plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32)});
       if (numel <= 32768) plans.push_back({"one_block", ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32)});
@@ -570,20 +567,10 @@ int main(int argc, char** argv) {
   Device d;
   CK(cudaSetDevice(0));
   CK(ske::query_device(0, &d.dev));
-  for (bool stage : {false, true})
-    for (bool packed : {false, true}) {
-      ske::MoeAlignPlan plan{};
-      plan.stage_pairs = stage;
-      plan.packed_counts = packed;
-      CK(cudaFuncSetAttribute(kernel_of<int32_t>(plan), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              d.dev.smem_per_block_optin));
-      CK(cudaFuncSetAttribute(kernel_of<int64_t>(plan), cudaFuncAttributeMaxDynamicSharedMemorySize,
-                              d.dev.smem_per_block_optin));
-    }
-  CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int32_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          d.dev.smem_per_block_optin));
-  CK(cudaFuncSetAttribute(ske::moe_align_staged_kernel<int64_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                          d.dev.smem_per_block_optin));
+  for (const auto kernel : ske::moe_align_launch_sized_kernels<int32_t, 32>())
+    CK(ske::allow_dynamic_smem(kernel, d.dev.smem_per_block_optin));
+  for (const auto kernel : ske::moe_align_launch_sized_kernels<int64_t, 32>())
+    CK(ske::allow_dynamic_smem(kernel, d.dev.smem_per_block_optin));
   cudaDeviceProp prop;
   CK(cudaGetDeviceProperties(&prop, 0));
   std::printf("# %s, %d SMs\n", prop.name, prop.multiProcessorCount);

@@ -35,6 +35,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 
 #include "portability.cuh"
 
@@ -63,10 +64,11 @@ struct MoeAlignParams {
 // Shared memory for block_exclusive_scan2.
 constexpr int kScanInts = 2 * 32 + 2;
 
-// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | local[N] | scan[kScanInts]
-//                | stage_ids[stage_pairs] | stage_slots[stage_pairs]
+// Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[kScanInts], and with
+// stage_pairs (kStage) local[N] before scan and stage_ids[stage_pairs] | stage_slots[stage_pairs] after.
 inline size_t moe_align_smem_bytes(int warps, int num_buckets, int64_t stage_pairs = 0) {
-  return sizeof(int32_t) * (static_cast<size_t>(warps + 4) * num_buckets + 1 + kScanInts + 2 * stage_pairs);
+  const size_t per_bucket = warps + 3 + (stage_pairs > 0 ? 1 : 0);
+  return sizeof(int32_t) * (per_bucket * num_buckets + 1 + kScanInts + 2 * stage_pairs);
 }
 
 template <typename IdT>
@@ -550,8 +552,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   int32_t* before = rows + warps * N;  // pairs of lower blocks per bucket
   int32_t* count = before + N;      // pairs per bucket
   int32_t* start = count + N;       // padded start per bucket; start[N] = total
-  int32_t* local = start + N + 1;   // this block's pairs per bucket, then where they start in stage_ids
-  int32_t* scan = local + N;
+  int32_t* local = start + N + 1;   // kStage: this block's pairs per bucket, then where they start in stage_ids
+  int32_t* scan = kStage ? local + N : local;
   int32_t* stage_ids = scan + kScanInts;             // kStage: this block's pair indices in output order,
   int32_t* stage_slots = stage_ids + p.stage_pairs;  // and the slot each one goes to
   int32_t* my_row = rows + warp * N;
@@ -732,7 +734,7 @@ struct MoeAlignTuning {
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
   // One warp's row plus the per-bucket arrays must fit one block's shared memory.
-  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - kScanInts) / 5);
+  return static_cast<int>((dev.smem_per_block_optin / sizeof(int32_t) - 1 - kScanInts) / 4);
 }
 
 // A plan for a given path, grid and block; an exchange grid must fit co-resident (the caller checks).
@@ -831,15 +833,32 @@ inline int log2_if_power_of_two(int x) {
   return bit_width(x) - 1;
 }
 
-// The moe_align_kernel instance of a kOneBlock or kExchange plan.
+template <typename IdT>
+using MoeAlignKernel = void (*)(MoeAlignParams<IdT>);
+
+// The moe_align_kernel instance for sorted placement (stage) and 16-bit counts
+// (packed; 32-wide warps only).
 template <typename IdT, int kWarpSize>
-auto moe_align_kernel_for(const MoeAlignPlan& plan) {
-  const bool stage = plan.stage_pairs > 0;
+MoeAlignKernel<IdT> moe_align_kernel_for(bool stage, bool packed) {
   if constexpr (kWarpSize == 32) {
-    if (plan.packed_counts)
+    if (packed)
       return stage ? moe_align_kernel<IdT, kWarpSize, true, true> : moe_align_kernel<IdT, kWarpSize, false, true>;
   }
   return stage ? moe_align_kernel<IdT, kWarpSize, true, false> : moe_align_kernel<IdT, kWarpSize, false, false>;
+}
+
+// The moe_align_kernel instance of a kOneBlock or kExchange plan.
+template <typename IdT, int kWarpSize>
+MoeAlignKernel<IdT> moe_align_kernel_for(const MoeAlignPlan& plan) {
+  return moe_align_kernel_for<IdT, kWarpSize>(plan.stage_pairs > 0, plan.packed_counts);
+}
+
+// Every kernel that sizes its shared memory at launch (each needs its limit raised once).
+template <typename IdT, int kWarpSize>
+std::array<MoeAlignKernel<IdT>, 5> moe_align_launch_sized_kernels() {
+  return {moe_align_staged_kernel<IdT, kWarpSize>, moe_align_kernel_for<IdT, kWarpSize>(false, false),
+          moe_align_kernel_for<IdT, kWarpSize>(false, true), moe_align_kernel_for<IdT, kWarpSize>(true, false),
+          moe_align_kernel_for<IdT, kWarpSize>(true, true)};
 }
 
 // Launch with a given plan; an exchange plan needs block_counts of plan.grid * num_buckets ints.

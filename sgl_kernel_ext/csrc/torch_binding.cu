@@ -5,11 +5,9 @@
 #include <torch/library.h>
 
 #include <array>
-#include <initializer_list>
 #include <map>
 #include <mutex>
 #include <tuple>
-#include <vector>
 
 #include "moe_align.cuh"
 
@@ -50,16 +48,7 @@ template <typename IdT, int kWarpSize>
 void allow_smem_once(int device, int bytes) {
   static std::array<std::once_flag, 64> once;
   std::call_once(once[device], [&] {
-    using Kernel = void (*)(ske::MoeAlignParams<IdT>);
-    std::vector<Kernel> kernels = {ske::moe_align_staged_kernel<IdT, kWarpSize>};
-    for (const bool stage : {false, true})
-      for (const bool packed : {false, true}) {
-        ske::MoeAlignPlan plan{};
-        plan.stage_pairs = stage;
-        plan.packed_counts = packed;
-        kernels.push_back(ske::moe_align_kernel_for<IdT, kWarpSize>(plan));
-      }
-    for (const Kernel kernel : kernels) {
+    for (const auto kernel : ske::moe_align_launch_sized_kernels<IdT, kWarpSize>()) {
       const ske::gpuError_t err = ske::allow_dynamic_smem(kernel, bytes);
       TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: cannot raise shared memory: ", ske::error_string(err));
     }
