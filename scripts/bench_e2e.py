@@ -93,16 +93,15 @@ def routed_shape(cfg: dict) -> tuple[int, int, int]:
 
 def model_folder(key: str, layers: int | None, work: Path) -> tuple[Path, dict]:
     """The shipped folder, or a copy in ``work`` whose config has ``layers`` layers."""
-    src = MODELS_DIR / MODELS[key]["dir"]
-    cfg = load_config(src)
-    if layers is None or layers == cfg["num_hidden_layers"]:
-        return src, cfg
-    dst = folder_with_layers(src, layers, work)
+    dst = folder_with_layers(MODELS_DIR / MODELS[key]["dir"], layers, work)
     return dst, load_config(dst)
 
 
-def folder_with_layers(src: Path, layers: int, work: Path) -> Path:
-    """A copy of the model folder ``src`` in ``work`` whose config has ``layers`` layers (made once)."""
+def folder_with_layers(src: Path, layers: int | None, work: Path) -> Path:
+    """``src`` where its config already has ``layers`` layers (or ``layers`` is None), else a copy
+    in ``work`` whose config has them (made once)."""
+    if layers is None or layers == load_config(src).get("num_hidden_layers"):
+        return src
     dst = work / f"{src.name}-{layers}l"
     if not dst.exists():
         dst.mkdir(parents=True)

@@ -8,7 +8,7 @@ import sys
 import torch
 
 from sgl_kernel_ext import load
-from sgl_kernel_ext.testing import make_topk_ids, poisoned_outputs
+from sgl_kernel_ext.testing import make_topk_ids, poisoned_outputs, upstream_safe_outputs
 
 try:
     import sgl_kernel
@@ -20,7 +20,7 @@ experts, topk, block = 256, 8, 64
 for tokens in [int(t) for t in sys.argv[1:]] or [1, 512, 16384, 65536]:
     ids = make_topk_ids(tokens, topk, experts, "uniform")
     ours = poisoned_outputs(ids.numel(), experts + 1, block)
-    theirs = poisoned_outputs(ids.numel(), experts + 1, block, slack=-ours[0].numel() % 4)  # 16-byte stores
+    theirs = upstream_safe_outputs(ids.numel(), experts + 1, block)
     torch.cuda.synchronize()
     for _ in range(2):
         torch.ops.sgl_kernel_ext.moe_align_block_size(ids, experts + 1, block, *ours, True, False)

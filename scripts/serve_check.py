@@ -49,11 +49,7 @@ def free_port() -> int:
 
 def model_folder(model: str, layers: int | None, work: Path) -> Path:
     src = MODELS_DIR / MODELS[model]["dir"] if model in MODELS else Path(model)
-    if layers is None:
-        return src.resolve()
-    if json.loads((src / "config.json").read_text()).get("num_hidden_layers") == layers:
-        return src.resolve()
-    return folder_with_layers(src, layers, work)
+    return folder_with_layers(src, layers, work).resolve()
 
 
 def http(url: str, payload: dict | None = None, timeout: float = 30) -> tuple[int, str]:

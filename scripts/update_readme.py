@@ -18,7 +18,7 @@ TARGETS = {1: 2.5, 16384: 5.0, 65536: 10.0}  # DeepSeek-V3, block 64, uniform, g
 
 
 def newest(pattern: str) -> Path | None:
-    found = sorted(p for p in RESULTS.glob(pattern) if "identical" not in p.name)
+    found = sorted(RESULTS.glob(pattern))
     return found[-1] if found else None
 
 

@@ -251,13 +251,14 @@ def _patched_names() -> list[str]:
 def status() -> dict:
     """What this process uses for SGLang's moe_align_block_size, and how often our kernel ran."""
     wrapper = _state.wrapper
+    patched = _patched_names()
     return {
         "pid": os.getpid(),
         "argv": list(sys.argv),
         "implementation": _state.implementation,
         "reason": _state.reason,
-        "patched": _patched_names(),
-        "applied": _installed() is not None,  # False between register() and SGLang's apply_hooks()
+        "patched": patched,
+        "applied": bool(patched),  # False between register() and SGLang's apply_hooks()
         "calls": _state.calls,
         "fallback_calls": _state.fallback_calls,
         "kernel_errors": _state.kernel_errors,

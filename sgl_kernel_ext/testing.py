@@ -48,6 +48,20 @@ def poisoned_outputs(numel: int, num_buckets: int, block_size: int, device="cuda
     return new(max_padded + slack), new(max_blocks + slack), new(1), new(num_buckets + 1 + slack)
 
 
+def upstream_safe_outputs(numel: int, num_buckets: int, block_size: int, device="cuda"):
+    """poisoned_outputs whose lengths are multiples of 4: sgl_kernel fills sorted_token_ids with
+    16-byte stores rounded up past the end."""
+    need = required_sizes(numel, num_buckets, block_size)[0]
+    return poisoned_outputs(numel, num_buckets, block_size, device, slack=-need % 4)
+
+
+def upstream_cumsum_entries(numel: int, num_buckets: int) -> int:
+    """How much of cumsum_buffer sgl_kernel 0.4.5 writes. It is upstream's scratch (sglang never
+    reads it): its small-input path leaves it alone; its main path writes one entry per thread of a
+    1024-thread block, so with 1024 buckets the last entry (the total) stays unwritten."""
+    return 0 if numel < 1024 and num_buckets <= 64 else min(num_buckets + 1, 1024)
+
+
 def run_both(fn, topk_ids, num_buckets, block_size, pad, ignore, slack=0):
     """Run ``fn`` and the reference on identical poisoned buffers; return both output tuples."""
     outs = poisoned_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device, slack)
@@ -58,15 +72,11 @@ def run_both(fn, topk_ids, num_buckets, block_size, pad, ignore, slack=0):
 
 
 def run_with_upstream(upstream_op, topk_ids, num_buckets, block_size, pad, ignore):
-    """Ours and sgl_kernel's ``moe_align_block_size`` on identical poisoned buffers; both output tuples.
-
-    sgl_kernel fills sorted_token_ids with 16-byte stores rounded up past the end, so every buffer
-    gets a length that is a multiple of 4 to keep it in bounds.
-    """
+    """Ours and sgl_kernel's ``moe_align_block_size`` on identical poisoned buffers
+    (upstream_safe_outputs); both output tuples."""
     from sgl_kernel_ext.ops import moe_align_block_size
 
-    need = required_sizes(topk_ids.numel(), num_buckets, block_size)[0]
-    ours = poisoned_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device, slack=-need % 4)
+    ours = upstream_safe_outputs(topk_ids.numel(), num_buckets, block_size, topk_ids.device)
     theirs = tuple(t.clone() for t in ours)
     moe_align_block_size(topk_ids, num_buckets, block_size, *ours, pad, ignore)
     upstream_op(topk_ids, num_buckets, block_size, *theirs, pad, ignore)

@@ -66,7 +66,6 @@ def report(wrapper, variants: dict) -> dict:
     bound, not_bound_here = importer_bindings(wrapper)
     wrapper_module = importlib.import_module(wrapper.module)
     installed = getattr(wrapper_module, "moe_align_block_size")
-    status_before_calls = plugin.status()
     runs = {name: what_runs(fn) for name, fn in bound.items()}
     runs_default = what_runs(installed)
     status = plugin.status()
@@ -78,7 +77,6 @@ def report(wrapper, variants: dict) -> dict:
         variant_runs[label].update({key: after[key] - before[key] for key in ("calls", "fallback_calls")})
     return {
         "sglang_version": wrapper.sglang_version,
-        "status_before_calls": status_before_calls,
         "not_bound_here": not_bound_here,
         "same_object_as_wrapper_module": {name: fn is installed for name, fn in bound.items()},
         "runs": runs,
@@ -111,9 +109,13 @@ def main(argv: list[str]) -> None:
 
 
 def read_status_file() -> dict | None:
-    directory = os.environ.get("SGL_KERNEL_EXT_STATUS_DIR")
-    path = Path(directory or ".", f"{os.getpid()}.json")
-    return json.loads(path.read_text()) if directory and path.exists() else None
+    from sgl_kernel_ext import plugin
+
+    directory = os.environ.get(plugin.STATUS_DIR_ENV)
+    if not directory:
+        return None
+    path = Path(directory, f"{os.getpid()}.json")
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 if __name__ == "__main__":

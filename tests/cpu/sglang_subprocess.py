@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from sgl_kernel_ext import plugin
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 FAKE_EXTENSION = HERE / "fake_extension"
 RESULT_MARK = "@@sgl_kernel_ext-test-result@@ "
-ISOLATED_ENV = ("SGL_KERNEL_EXT_MOE_ALIGN", "SGL_KERNEL_EXT_STATUS_DIR", "SGL_KERNEL_EXT_TEST_FAKE_EXTENSION",
+ISOLATED_ENV = (plugin.SWITCH_ENV, plugin.STATUS_DIR_ENV, "SGL_KERNEL_EXT_TEST_FAKE_EXTENSION",
                 "SGLANG_PLUGINS", "SGLANG_PLATFORM", "SGLANG_EXPERIMENTAL_LORA_OPTI", "PYTHONPATH")
 
 

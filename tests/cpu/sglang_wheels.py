@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from sgl_kernel_ext.sglang_compat import PINNED, installed_sglang_version
+from sglang_subprocess import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 WHEEL_DIR = REPO / ".cache" / "sglang-wheels"
 PINNED_VERSIONS = tuple(PINNED)
 

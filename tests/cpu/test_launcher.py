@@ -53,7 +53,8 @@ def probe(probes, name):
 
 @pytest.mark.sglang
 def test_launcher_patches_spawned_child(probes):
-    parent, child = probe(probes, "launcher")["parent"], probe(probes, "launcher")["child"]
+    launcher = probe(probes, "launcher")
+    parent, child = launcher["parent"], launcher["child"]
     assert child["status"]["pid"] != parent["pid"]
     assert child["main_module"] == "sgl_kernel_ext.launch_server"  # how the child was reached
     for status in (parent, child["status_before_calls"]):

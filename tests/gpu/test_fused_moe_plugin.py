@@ -126,8 +126,10 @@ def worker(out_dir: Path) -> None:
 
 def run_worker(out_dir: Path, switch: str) -> dict:
     out_dir.mkdir(parents=True)
-    env = {**os.environ, "SGL_KERNEL_EXT_MOE_ALIGN": switch}
-    env.pop("SGL_KERNEL_EXT_STATUS_DIR", None)
+    from sgl_kernel_ext import plugin
+
+    env = {**os.environ, plugin.SWITCH_ENV: switch}
+    env.pop(plugin.STATUS_DIR_ENV, None)
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([repo] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     done = subprocess.run([sys.executable, __file__, "--worker", str(out_dir)], env=env, capture_output=True,
