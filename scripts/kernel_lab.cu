@@ -4,12 +4,13 @@
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc scripts/kernel_lab.cu -o /tmp/kernel_lab
 //   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
-//   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=...)
+//   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
 //   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
-//     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: one whose plan_moe_align takes max_coresident(block, smem))
+//     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
+//   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -237,7 +238,8 @@ int check(const Device& d) {
       return d.coresident(shape.block, shape.smem, c.i64 ? kernel_of<int64_t>(shape) : kernel_of<int32_t>(shape));
     };
     plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, c.bs), d.dev, 32, fits));
-    if (numel <= ske::kBlockThreads) plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32));
+    if (numel <= ske::kBlockThreads)
+      plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32, 1 + int(rng() % 9)));
     for (int threads : {32, ske::kBlockThreads, ske::kMaxBlockThreads}) {
       const int grid = rng() % 2 ? 1 : 2 + int(rng() % 8);
       const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
@@ -305,6 +307,13 @@ struct Routing {
   int experts, topk;
 };
 
+// Whether a comma-separated list holds n.
+bool has_number(const char* list, int n) {
+  for (const char* q = list; *q; ++q)
+    if ((q == list || q[-1] == ',') && std::atoi(q) == n) return true;
+  return false;
+}
+
 int time_plans(const Device& d) {
   std::mt19937_64 rng(1234);
   const Routing routings[] = {
@@ -315,6 +324,7 @@ int time_plans(const Device& d) {
   for (const auto& rt : routings) {
     if (env && !std::strstr(env, rt.name)) continue;
     for (int tokens : tokens_set) {
+      if (const char* only = std::getenv("LAB_TOKENS"); only && !has_number(only, tokens)) continue;
       const int bs = 64;
       Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, "uniform"};
       const auto ids = make_ids(c, rng);
@@ -329,7 +339,8 @@ int time_plans(const Device& d) {
       if (chosen.stage_pairs)  // the same plan placing directly
         plans.push_back({"default_direct", ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block)});
       if (numel <= ske::kBlockThreads)
-        plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32)});
+        for (int grid : {1, 2, 4, 8, 16, 32})
+          plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32, grid)});
       if (numel <= 32768) plans.push_back({"one_block", ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32)});
       for (int threads : {256, 512})
         for (int grid : {1, 2, 4, 8, 16}) {
@@ -441,6 +452,26 @@ int floor_costs(const Device& d) {
   return 0;
 }
 
+// The default plan of one uniform shape (block 64), launched a few times: a target for ncu.
+int one_shape(const Device& d, int experts, int topk, int tokens) {
+  std::mt19937_64 rng(5);
+  Case c{tokens, topk, experts + 1, 64, true, false, false, "uniform"};
+  const auto ids = make_ids(c, rng);
+  const int numel = int(ids.size());
+  const auto plan = ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32,
+                                        [&](const ske::MoeAlignPlan& shape) {
+                                          return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
+                                        });
+  const std::string err = check_plan<int32_t>(c, ids, plan);
+  std::printf("one: path %d grid %d block %d stage_pairs %d packed %d: %s\n", int(plan.path), plan.grid, plan.block,
+              plan.stage_pairs, int(plan.packed_counts), err.empty() ? "correct" : err.c_str());
+  Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, plan.grid);
+  for (int i = 0; i < 5; ++i) CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, 64, true, false), plan, 0));
+  CK(cudaDeviceSynchronize());
+  release(r);
+  return err.empty() ? 0 : 1;
+}
+
 #if defined(SKE_BASELINE)
 // Device time of the default plans, this kernel against the baseline, on the
 // benchmark's shapes; the two alternate, three times each, so that drift in the
@@ -449,10 +480,8 @@ int ab(const Device& d) {
   std::mt19937_64 rng(99);
   const Routing routings[] = {{"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2},
                               {"Kimi-K2", 384, 8},     {"Qwen3-Next", 512, 10}};
-  const auto base_kernel = reinterpret_cast<const void*>(ske_base::moe_align_kernel<int32_t, 32>);
-  CK(cudaFuncSetAttribute(base_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, d.dev.smem_per_block_optin));
-  CK(cudaFuncSetAttribute(reinterpret_cast<const void*>(ske_base::moe_align_staged_kernel<int32_t, 32>),
-                          cudaFuncAttributeMaxDynamicSharedMemorySize, d.dev.smem_per_block_optin));
+  for (const auto kernel : ske_base::moe_align_launch_sized_kernels<int32_t, 32>())
+    CK(ske_base::allow_dynamic_smem(kernel, d.dev.smem_per_block_optin));
   std::printf("routing,tokens,bs,dist,base_path,new_path,new_stage,base_us,new_us,base_spread,new_spread,new/base\n");
   for (const auto& rt : routings)
     for (int tokens : {1, 16, 128, 512, 2048, 4096, 16384, 32768, 65536})
@@ -464,8 +493,10 @@ int ab(const Device& d) {
           const auto plan = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [&](const ske::MoeAlignPlan& shape) {
             return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
           });
-          const auto base = ske_base::plan_moe_align(numel, c.N, len, d.dev, 32,
-                                                     [&](int b, size_t s) { return d.coresident(b, s, base_kernel); });
+          const auto base = ske_base::plan_moe_align(numel, c.N, len, d.dev, 32, [&](const ske_base::MoeAlignPlan& shape) {
+            return d.coresident(shape.block, shape.smem,
+                                reinterpret_cast<const void*>(ske_base::moe_align_kernel_for<int32_t, 32>(shape)));
+          });
           const std::string err = check_plan<int32_t>(c, ids, plan);
           if (!err.empty()) {
             std::printf("%s,%d,%d,%s,WRONG %s\n", rt.name, tokens, bs, dist, err.c_str());
@@ -578,12 +609,13 @@ int main(int argc, char** argv) {
   if (what == "check") return check(d);
   if (what == "time") return time_plans(d);
   if (what == "floor") return floor_costs(d);
+  if (what == "one" && argc == 5) return one_shape(d, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
 #if defined(SKE_PHASE_CLOCKS)
   if (what == "phases") return phases(d);
 #endif
 #if defined(SKE_BASELINE)
   if (what == "ab") return ab(d);
 #endif
-  std::fprintf(stderr, "usage: kernel_lab check|time|floor\n");
+  std::fprintf(stderr, "usage: kernel_lab check|time|floor|one E K T\n");
   return 2;
 }

@@ -6,10 +6,10 @@
 // to bucket 0 too, so no input reads or writes out of bounds.
 //
 // Four shapes of the same work, one launch each, chosen by the host plan:
-//   - tiny (moe_align_tiny_kernel; up to blockDim.x pairs, one block): each
-//     thread holds one pair and ranks it against all pairs in shared memory.
-//     No histogram over all buckets: for small inputs the cost is the chain of
-//     dependent steps, not the work.
+//   - tiny (moe_align_tiny_kernel; up to blockDim.x pairs): each thread holds
+//     one pair and ranks it against all pairs in shared memory. No histogram
+//     over all buckets: for small inputs the cost is the chain of dependent
+//     steps, not the work. Each block writes a share of the padded output.
 //   - staged (moe_align_staged_kernel; a few thousand pairs, a few blocks that
 //     each sort all pairs in shared memory and write a share of the output in
 //     order); described at the kernel.
@@ -56,6 +56,7 @@ struct MoeAlignParams {
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
+  int32_t tiny_share;   // moe_align_tiny_kernel: slots of sorted_token_ids per block, a multiple of 4
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
@@ -103,6 +104,7 @@ __device__ __forceinline__ void fill_range(int32_t* out, int64_t lo, int64_t hi,
   for (int64_t i = lo + gtid; i < head_end; i += gthreads) out[i] = value;
   int4* body = reinterpret_cast<int4*>(out + head_end);
   const int4 v = make_int4(value, value, value, value);
+#pragma unroll 1
   for (int64_t i = gtid; i < vecs; i += gthreads) body[i] = v;
 #pragma unroll 1
   for (int64_t i = head_end + vecs * 4 + gtid; i < hi; i += gthreads) out[i] = value;
@@ -256,12 +258,16 @@ __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* be
   }
 }
 
-// Tiny inputs (numel <= blockDim.x, one block): thread i holds pair i. Its rank
-// in its bucket and its bucket's size come from one pass over all keys; where
-// its bucket starts, from a second pass over the padded sizes that each
-// bucket's first pair publishes. The buckets present, in key order, then give
-// every bucket's cumsum entry by binary search. The passes read 4 keys per
-// shared load, 8 per iteration, so that loads overlap.
+// Tiny inputs (numel <= blockDim.x): thread i holds pair i. Its rank in its
+// bucket and its bucket's size come from one pass over all keys; where its
+// bucket starts, from a second pass over the padded sizes that each bucket's
+// first pair publishes. The buckets present, in key order, then give every
+// bucket's cumsum entry by binary search. The passes read 4 keys per shared
+// load, 8 per iteration, so that loads overlap. Every block of the grid does
+// this (it is cheap) and writes one share of the outputs: of sorted_token_ids
+// (up to buckets * block_size slots for a handful of pairs) and of the cumsum
+// entries, one per thread (a second round of binary searches cost more than a
+// second block).
 struct TinyBucket {
   int key, start, real_end;
 };
@@ -279,7 +285,9 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
   int32_t* padded = keys + T;  // [T]: the padded size of the bucket of its first pair, else 0
   TinyBucket* present = reinterpret_cast<TinyBucket*>(padded + T);
   const int n8 = (n + 7) / 8 * 8;  // <= T: entries past n hold key N and size 0
-  if (p.pad_sorted_token_ids) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, tid, T);
+  const int own_lo = min(p.sorted_len, static_cast<int>(blockIdx.x) * p.tiny_share);  // this block's slots
+  const int own_hi = min(p.sorted_len, own_lo + p.tiny_share);
+  if (p.pad_sorted_token_ids) fill_range(p.sorted_token_ids, own_lo, own_hi, p.numel, tid, T);
   const int key = bucket_key(p, tid, n);
   keys[tid] = key;
   __syncthreads();
@@ -322,16 +330,16 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
     totals[0] = total;
     totals[1] = buckets;
   }
-  if (key != N) p.sorted_token_ids[start + rank] = tid;
+  if (key != N && start + rank >= own_lo && start + rank < own_hi) p.sorted_token_ids[start + rank] = tid;
   if (first) {
     const int m_end = (start + my_padded) / p.block_size;
-    for (int m = start / p.block_size; m < m_end; ++m) p.expert_ids[m] = key - 1;
+    for (int m = start / p.block_size + blockIdx.x; m < m_end; m += gridDim.x) p.expert_ids[m] = key - 1;
   }
   __syncthreads();
   total = totals[0];
   buckets = totals[1];
 
-  for (int e = tid; e < N; e += T) {
+  for (int e = blockIdx.x * T + tid; e < N; e += gridDim.x * T) {
     int lo = 0, hi = buckets;  // first present bucket >= e
     while (lo < hi) {
       const int mid = (lo + hi) >> 1;
@@ -342,7 +350,7 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
     }
     p.cumsum[e] = lo == buckets ? total : present[lo].key == e ? present[lo].real_end : present[lo].start;
   }
-  if (tid == 0) {
+  if (blockIdx.x == 0 && tid == 0) {
     p.cumsum[N] = total;
     *p.num_tokens_post_pad = total;
   }
@@ -541,8 +549,12 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 // of room) before they are stored, so that each bucket's run leaves as whole lines.
 // kPackedCounts: an exchange's blocks publish 16-bit counts (sum_block_counts).
 // Separate instances: each kernel carries only the code it runs (instruction cache).
+// Launch bounds: at least one 512-thread block per multiprocessor (256-thread
+// blocks still fit two). Without the explicit 1, ptxas for sm_80 chose 64
+// registers and spilled the rolled placement's register queue; with it, most
+// exchanges on the H200 ran 1.5-4% faster (bench/NOTES.md, sixth session).
 template <typename IdT, int kWarpSize, bool kStage, bool kPackedCounts>
-__global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAlignParams<IdT> p) {
+__global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
   const int N = p.num_buckets;
@@ -667,27 +679,44 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_kernel(const MoeAl
   __syncthreads();
   SKE_PHASE(6);
 
-  // Stable placement.
+  // Stable placement of one step's pairs (one per lane).
+  const auto place = [&](int key, int32_t id) {
+    const Mask peers = match_bits<kWarpSize>(key, p.key_bits);
+    const int row = key != N ? my_row[key] + popcount(peers & lanes_below) : 0;
+    sync_warp();
+    if (key != N) {
+      if constexpr (kStage) {
+        stage_ids[local[key] + row] = id;
+        stage_slots[local[key] + row] = before[key] + row;
+      } else {
+        p.sorted_token_ids[before[key] + row] = id;
+      }
+      if (lane == lowest_lane(peers)) my_row[key] += popcount(peers);
+    }
+    sync_warp();
+  };
   for (int64_t r0 = begin; r0 < end; r0 += round_len) {
     if (!keys_stay) load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
+    if constexpr (kStage) {
+      // Many steps (large slices): unrolled, the steps' independent work overlaps.
 #pragma unroll
-    for (int s = 0; s < kSteps; ++s) {
-      if (r0 + s * kWarpSize >= end) break;
-      const int key = keys[s];
-      const Mask peers = match_bits<kWarpSize>(key, p.key_bits);
-      const int row = key != N ? my_row[key] + popcount(peers & lanes_below) : 0;
-      sync_warp();
-      if (key != N) {
-        const int32_t id = static_cast<int32_t>(r0 + s * kWarpSize + lane);
-        if constexpr (kStage) {
-          stage_ids[local[key] + row] = id;
-          stage_slots[local[key] + row] = before[key] + row;
-        } else {
-          p.sorted_token_ids[before[key] + row] = id;
-        }
-        if (lane == lowest_lane(peers)) my_row[key] += popcount(peers);
+      for (int s = 0; s < kSteps; ++s) {
+        if (r0 + s * kWarpSize >= end) break;
+        place(keys[s], static_cast<int32_t>(r0 + s * kWarpSize + lane));
       }
-      sync_warp();
+    } else {
+      // Few steps: rolled, keys shifting down a register queue, so that the step's
+      // code is fetched once (measured: 256-thread exchanges 2-6% faster than with
+      // 16 unrolled copies, each first run an instruction-cache miss; with the
+      // many steps of sorted-placement slices 2-5% slower).
+      const int steps = static_cast<int>(min(round_len, end - r0 + kWarpSize - 1) / kWarpSize);
+#pragma unroll 1
+      for (int s = 0; s < steps; ++s) {
+        const int key = keys[0];
+#pragma unroll
+        for (int j = 0; j + 1 < kSteps; ++j) keys[j] = keys[j + 1];
+        place(key, static_cast<int32_t>(r0 + s * kWarpSize + lane));
+      }
     }
   }
   if constexpr (kStage) {
@@ -719,8 +748,8 @@ struct MoeAlignPlan {
 struct MoeAlignTuning {
   int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
   int staged_max_pairs = 6144;     // the staged path up to here (each block ranks every pair) ...
-  int staged_pairs_per_thread = 8;  // ... with 256 threads while they hold this many pairs each, else 512,
-  int staged_slots_per_block = 2048;  // ... and a block per this many slots of sorted_token_ids
+  int staged_pairs_per_thread = 8;  // ... with 256 threads while they hold this many pairs each, else 512;
+  int slots_per_block = 2048;  // tiny and staged: a block per this many slots of sorted_token_ids
   int exchange_min_pairs = 4096;   // without kStaged: one block below this
   int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
   int max_grid_many_buckets = 64;  // at most this many blocks (each sums grid x buckets), and
@@ -751,6 +780,7 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   plan.grid = path == MoeAlignPath::kExchange && grid > 1 ? grid : 1;
   if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
   if (path == MoeAlignPath::kTiny) {
+    plan.grid = std::max(1, grid);
     plan.block = kBlockThreads;
     plan.smem = moe_align_tiny_smem_bytes(plan.block);
     plan.per_warp = 0;
@@ -790,11 +820,17 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
-  if (numel <= tuning.tiny_max_pairs) return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size);
+  // The tiny and staged paths: a block per so many slots of sorted_token_ids; the tiny
+  // path also a block per kBlockThreads buckets (each thread writes one cumsum entry).
+  const int write_grid = std::min(dev.sm_count, 1 + std::max(0, sorted_len - 1) / tuning.slots_per_block);
+  if (numel <= tuning.tiny_max_pairs) {
+    const int grid = std::min(dev.sm_count, std::max(write_grid, (num_buckets + kBlockThreads - 1) / kBlockThreads));
+    return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size, grid);
+  }
   if (numel <= tuning.staged_max_pairs) {
     int threads = kBlockThreads;
     while (threads < kMaxBlockThreads && int64_t(threads) * tuning.staged_pairs_per_thread < numel) threads *= 2;
-    const int grid = std::min(dev.sm_count, 1 + (sorted_len - 1) / tuning.staged_slots_per_block);
+    const int grid = write_grid;
     const MoeAlignPlan staged = plan_for(MoeAlignPath::kStaged, numel, num_buckets, dev, warp_size, grid, threads);
     if (staged_fits(staged, numel, dev)) return staged;
   }
@@ -868,9 +904,10 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
   p.block_shift = log2_if_power_of_two(p.block_size);
+  p.tiny_share = (p.sorted_len + 4 * plan.grid - 1) / (4 * plan.grid) * 4;
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
-    return launch_plain(moe_align_tiny_kernel<IdT>, 1, plan.block, args, plan.smem, stream);
+    return launch_plain(moe_align_tiny_kernel<IdT>, plan.grid, plan.block, args, plan.smem, stream);
   if (plan.path == MoeAlignPath::kStaged)
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
