@@ -368,34 +368,32 @@ __device__ long long ske_phase_clocks[4096 * 16];
 // Ranks a warp's pairs in place: keys[s * kWarpSize + lane] (shared memory, s <
 // steps) holds a bucket (none_key: no pair) and becomes bucket | rank << kKeyBits,
 // the rank counting the warp's earlier pairs of that bucket (stable). row[] counts
-// the warp's pairs per bucket. The matches of all steps are independent, so they
-// are computed first; only the short per-step update of row[] is serial. Rolled
-// loops: the kernel's code must stay small enough for the instruction cache.
+// the warp's pairs per bucket. Each step's lanes of a bucket find each other
+// through peers[bucket] (a lane mask in shared memory, zero between steps: the
+// lowest lane clears it): one shared atomic where a ballot per key bit took 9-10
+// ballots and their chain (measured, bench/NOTES.md sixth session).
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
-constexpr int kLaneBits = 7;  // holds 0..64: lanes below, or a match's size
 
 template <int kWarpSize>
-__device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int key_bits, int32_t* row) {
+__device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* row, LaneMask<kWarpSize>* peers_of) {
   using Mask = LaneMask<kWarpSize>;
   const int lane = threadIdx.x % kWarpSize;
-  const Mask lanes_below = (Mask(1) << lane) - 1;
-  // key |= lanes below with this bucket << kKeyBits | (lowest such lane ? how many : 0) << kKeyBits + kLaneBits
-#pragma unroll 2
-  for (int s = 0; s < steps; ++s) {
-    int32_t& k = keys[s * kWarpSize + lane];
-    const Mask peers = match_bits<kWarpSize>(k, key_bits);
-    const int below = popcount(peers & lanes_below);
-    k |= below << kKeyBits | (below == 0 ? popcount(peers) : 0) << (kKeyBits + kLaneBits);
-  }
+  const Mask me = Mask(1) << lane;
 #pragma unroll 1
   for (int s = 0; s < steps; ++s) {
     int32_t& k = keys[s * kWarpSize + lane];
-    const int key = k & kKeyMask, below = (k >> kKeyBits) & ((1 << kLaneBits) - 1);
-    const int lead = k >> (kKeyBits + kLaneBits);
-    const int before = key != none_key ? row[key] : 0;
+    const int key = k;
+    const bool has = key != none_key;
+    if (has) atomic_or(&peers_of[key], me);
     sync_warp();
-    if (key != none_key && lead) row[key] = before + lead;
+    const Mask peers = has ? peers_of[key] : Mask(0);
+    const int before = has ? row[key] : 0, below = popcount(peers & (me - 1));
+    sync_warp();
+    if (has && below == 0) {
+      row[key] = before + popcount(peers);
+      peers_of[key] = 0;
+    }
     sync_warp();
     k = key | (before + below) << kKeyBits;
   }
@@ -417,10 +415,16 @@ __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int key_bit
 //   4. sorted_token_ids[s], s ascending: the staged pair, or numel as padding.
 
 // Shared memory: rows[warps][N] | cstart[N] | scan | m_info[numel] (int2) | staged[numel] | keys[warps][per_warp]
-// (per_warp a multiple of the warp size: rank_in_warp reads whole steps).
-inline size_t moe_align_staged_smem_bytes(int warps, int num_buckets, int numel, int per_warp) {
+// (per_warp a multiple of the warp size: rank_in_warp reads whole steps). While the warps rank,
+// before m_info and staged are in use, their room holds peers[warps][N] (lane masks).
+__host__ __device__ inline size_t staged_middle_ints(int warps, int num_buckets, int numel, int warp_size) {
+  const size_t sorted = 3 * static_cast<size_t>(numel), masks = static_cast<size_t>(warps) * num_buckets * (warp_size / 32);
+  return sorted > masks ? sorted : masks;
+}
+inline size_t moe_align_staged_smem_bytes(int warps, int num_buckets, int numel, int per_warp, int warp_size) {
   return sizeof(int32_t) * (static_cast<size_t>(warps + 1) * num_buckets + kScanInts + 1 +
-                            3 * static_cast<size_t>(numel) + static_cast<size_t>(warps) * per_warp);
+                            staged_middle_ints(warps, num_buckets, numel, warp_size) +
+                            static_cast<size_t>(warps) * per_warp);
 }
 
 template <typename IdT, int kWarpSize>
@@ -435,11 +439,17 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   const int ints_before_m_info = (warps + 1) * N + kScanInts;
   int2* m_info = reinterpret_cast<int2*>(smem + ints_before_m_info + (ints_before_m_info & 1));  // 8-byte aligned
   int32_t* staged = reinterpret_cast<int32_t*>(m_info + numel);  // [numel]: pair indices in output order
-  int32_t* my_keys = staged + numel + warp * p.per_warp;          // this warp's buckets, then bucket | rank
+  using Mask = LaneMask<kWarpSize>;
+  Mask* peers = reinterpret_cast<Mask*>(m_info);  // [warps][N], during the ranking only
+  int32_t* my_keys = reinterpret_cast<int32_t*>(m_info) + staged_middle_ints(warps, N, numel, kWarpSize) +
+                     warp * p.per_warp;  // this warp's buckets, then bucket | rank
   int32_t* my_row = rows + warp * N;
 
   SKE_PHASE(0);
-  for (int i = tid; i < warps * N; i += T) rows[i] = 0;
+  for (int i = tid; i < warps * N; i += T) {
+    rows[i] = 0;
+    peers[i] = 0;
+  }
   const int begin = min(warp * p.per_warp, numel), end = min(begin + p.per_warp, numel);
   const int steps = (end - begin + kWarpSize - 1) / kWarpSize;
   {
@@ -453,7 +463,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   SKE_PHASE(1);
 
   // 1. Rank and count.
-  rank_in_warp<kWarpSize>(my_keys, steps, N, p.key_bits, my_row);
+  rank_in_warp<kWarpSize>(my_keys, steps, N, my_row, peers + warp * N);
   __syncthreads();
   SKE_PHASE(2);
 
@@ -792,7 +802,7 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
     plan.block = warps * warp_size;
     const int chunk = std::max(1, (numel + warps - 1) / warps);
     plan.per_warp = (chunk + warp_size - 1) / warp_size * warp_size;
-    plan.smem = moe_align_staged_smem_bytes(warps, num_buckets, numel, plan.per_warp);
+    plan.smem = moe_align_staged_smem_bytes(warps, num_buckets, numel, plan.per_warp, warp_size);
     return plan;
   }
   int warps = std::min(threads, kMaxBlockThreads) / warp_size;

@@ -97,6 +97,12 @@ __device__ __forceinline__ int shfl_xor(int v, int lane_mask, int width = kWarpS
 #endif
 }
 
+// *addr |= bits on shared memory, for a lane mask of either width.
+__device__ __forceinline__ void atomic_or(uint32_t* addr, uint32_t bits) { atomicOr(addr, bits); }
+__device__ __forceinline__ void atomic_or(uint64_t* addr, uint64_t bits) {
+  atomicOr(reinterpret_cast<unsigned long long*>(addr), static_cast<unsigned long long>(bits));
+}
+
 __device__ __forceinline__ void sync_warp() {
 #if defined(SKE_HIP)
   __builtin_amdgcn_wave_barrier();
