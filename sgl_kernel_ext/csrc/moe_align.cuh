@@ -66,10 +66,16 @@ struct MoeAlignParams {
 constexpr int kScanInts = 2 * 32 + 2;
 
 // Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[kScanInts], and with
-// stage_pairs (kStage) local[N] before scan and stage_ids[stage_pairs] | stage_slots[stage_pairs] after.
-inline size_t moe_align_smem_bytes(int warps, int num_buckets, int64_t stage_pairs = 0) {
+// stage_pairs (kStage) local[N] before scan and stage_ids[stage_pairs] | stage_slots[stage_pairs] |
+// peers[warps][N] (lane masks, 8-byte aligned) after it.
+__host__ __device__ inline size_t moe_align_ints_before_peers(int warps, int num_buckets, int64_t stage_pairs) {
   const size_t per_bucket = warps + 3 + (stage_pairs > 0 ? 1 : 0);
-  return sizeof(int32_t) * (per_bucket * num_buckets + 1 + kScanInts + 2 * stage_pairs);
+  const size_t ints = per_bucket * num_buckets + 1 + kScanInts + 2 * stage_pairs;
+  return ints + (ints & 1);
+}
+inline size_t moe_align_smem_bytes(int warps, int num_buckets, int warp_size, int64_t stage_pairs = 0) {
+  const size_t peers = stage_pairs > 0 ? static_cast<size_t>(warps) * num_buckets * (warp_size / 32) : 0;
+  return sizeof(int32_t) * (moe_align_ints_before_peers(warps, num_buckets, stage_pairs) + peers);
 }
 
 template <typename IdT>
@@ -578,8 +584,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   int32_t* scan = kStage ? local + N : local;
   int32_t* stage_ids = scan + kScanInts;             // kStage: this block's pair indices in output order,
   int32_t* stage_slots = stage_ids + p.stage_pairs;  // and the slot each one goes to
+  // kStage: each warp's lane mask per bucket, zero between placement steps (as in rank_in_warp)
+  Mask* peers_of = reinterpret_cast<Mask*>(smem + moe_align_ints_before_peers(warps, N, p.stage_pairs));
+  Mask* my_peers = peers_of + warp * N;
   int32_t* my_row = rows + warp * N;
-  const Mask lanes_below = (Mask(1) << lane) - 1;
+  const Mask me = Mask(1) << lane;
   const int64_t gtid = static_cast<int64_t>(blockIdx.x) * bdim + tid;
   const int64_t gthreads = static_cast<int64_t>(gridDim.x) * bdim;
   const int64_t numel = p.numel;
@@ -589,6 +598,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // One block: fill the whole buffer now, the block barriers order it before the placement.
   if (p.pad_sorted_token_ids && !exchange) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, gtid, gthreads);
   for (int i = tid; i < (warps + 2) * N; i += bdim) smem[i] = 0;
+  if constexpr (kStage)
+    for (int i = tid; i < warps * N; i += bdim) peers_of[i] = 0;
   __syncthreads();
 
   const int64_t slice_begin = min(static_cast<int64_t>(blockIdx.x) * warps * p.per_warp, numel);
@@ -689,19 +700,33 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   __syncthreads();
   SKE_PHASE(6);
 
-  // Stable placement of one step's pairs (one per lane).
+  // Stable placement of one step's pairs (one per lane). The lanes of a bucket find
+  // each other as in rank_in_warp where the slices are large (kStage: many steps,
+  // measured 4-5% faster), else by a ballot per key bit, which needs no per-warp
+  // masks in shared memory (clearing them cost what they saved over 4 steps).
   const auto place = [&](int key, int32_t id) {
-    const Mask peers = match_bits<kWarpSize>(key, p.key_bits);
-    const int row = key != N ? my_row[key] + popcount(peers & lanes_below) : 0;
+    const bool has = key != N;
+    Mask peers;
+    if constexpr (kStage) {
+      if (has) atomic_or(&my_peers[key], me);
+      sync_warp();
+      peers = has ? my_peers[key] : Mask(0);
+    } else {
+      peers = match_bits<kWarpSize>(key, p.key_bits);
+    }
+    const int below = popcount(peers & (me - 1)), row = has ? my_row[key] + below : 0;
     sync_warp();
-    if (key != N) {
+    if (has) {
       if constexpr (kStage) {
         stage_ids[local[key] + row] = id;
         stage_slots[local[key] + row] = before[key] + row;
       } else {
         p.sorted_token_ids[before[key] + row] = id;
       }
-      if (lane == lowest_lane(peers)) my_row[key] += popcount(peers);
+      if (below == 0) {
+        my_row[key] += popcount(peers);
+        if constexpr (kStage) my_peers[key] = 0;
+      }
     }
     sync_warp();
   };
@@ -806,17 +831,17 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
     return plan;
   }
   int warps = std::min(threads, kMaxBlockThreads) / warp_size;
-  while (warps > 1 && moe_align_smem_bytes(warps, num_buckets) > size_t(dev.smem_per_block_optin)) --warps;
+  while (warps > 1 && moe_align_smem_bytes(warps, num_buckets, warp_size) > size_t(dev.smem_per_block_optin)) --warps;
   plan.block = warps * warp_size;
   const int64_t warps_total = int64_t(plan.grid) * warps;
   plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
   if (plan.per_warp < 1) plan.per_warp = 1;
   const int64_t slice = int64_t(warps) * plan.per_warp;
-  if (stage && moe_align_smem_bytes(warps, num_buckets, slice) <= size_t(dev.smem_per_block_optin))
+  if (stage && moe_align_smem_bytes(warps, num_buckets, warp_size, slice) <= size_t(dev.smem_per_block_optin))
     plan.stage_pairs = static_cast<int>(slice);
   plan.packed_counts = pack && plan.path == MoeAlignPath::kExchange && warp_size == 32 && slice <= 0xffff &&
                        sum_passes(num_buckets, plan.grid, plan.block, warp_size) > 1;
-  plan.smem = moe_align_smem_bytes(warps, num_buckets, plan.stage_pairs);
+  plan.smem = moe_align_smem_bytes(warps, num_buckets, warp_size, plan.stage_pairs);
   return plan;
 }
 
