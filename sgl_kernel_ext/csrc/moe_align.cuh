@@ -788,9 +788,10 @@ struct MoeAlignTuning {
   int exchange_min_pairs = 4096;   // without kStaged: one block below this
   int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
   int max_grid_many_buckets = 64;  // at most this many blocks (each sums grid x buckets), and
-  int most_buckets = 256;          // above this, 512-thread blocks (one bucket per thread) ...
-  int wide_block_min_pairs = 32768;  // ... from here;
-  int wide_block_min_pairs_fewer_buckets = 262144;  // over many but not most buckets from here;
+  int most_buckets = 256;          // above this, the grid cap below applies to wide blocks only where they stage;
+  int wide_early_buckets = 512;    // above this, 512-thread blocks (one bucket per thread) ...
+  int wide_block_min_pairs = 32768;  // ... from here; over many buckets but not that many
+  int wide_block_min_pairs_fewer_buckets = 262144;  // from here (sixth session: 256 threads won below);
   int stage_min_pairs_per_bucket = 12;  // wide blocks stage their slice from this many pairs per bucket;
   int max_grid_wide = 96;  // wide blocks over fewer than most buckets, or that stage: at most this many blocks
   int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
@@ -872,8 +873,9 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
   const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
-  const bool wide =
-      many_buckets && numel >= (most ? tuning.wide_block_min_pairs : tuning.wide_block_min_pairs_fewer_buckets);
+  const bool wide = many_buckets && numel >= (num_buckets > tuning.wide_early_buckets
+                                                  ? tuning.wide_block_min_pairs
+                                                  : tuning.wide_block_min_pairs_fewer_buckets);
   // Staging pays where each block's pairs of a bucket make runs of several stores.
   const auto stages = [&](int64_t grid) {
     return wide && numel >= grid * num_buckets * tuning.stage_min_pairs_per_bucket;
