@@ -52,8 +52,6 @@ using LaneMask = typename LaneMaskOf<kWarpSize>::type;
 
 __device__ __forceinline__ int popcount(uint32_t x) { return __popc(x); }
 __device__ __forceinline__ int popcount(uint64_t x) { return __popcll(x); }
-__device__ __forceinline__ int lowest_lane(uint32_t x) { return __ffs(x) - 1; }
-__device__ __forceinline__ int lowest_lane(uint64_t x) { return __ffsll(static_cast<unsigned long long>(x)) - 1; }
 
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> ballot(bool pred) {
