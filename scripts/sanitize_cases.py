@@ -20,6 +20,8 @@ cases = [  # tokens, topk, experts, block, dist, dtype, pad, ignore
     (4096, 8, 128, 64, "uniform", torch.int32, True, False),
     (65536, 8, 256, 64, "uniform", torch.int32, True, False),
     (65536, 8, 384, 64, "one_expert", torch.int32, False, False),
+    (32768, 8, 256, 64, "uniform", torch.int32, True, False),  # sorted placement, 32-bit counts
+    (16384, 2, 8, 64, "skewed", torch.int32, True, False),  # direct placement, 32-bit counts, few buckets
 ]
 for tokens, topk, experts, block, dist, dtype, pad, ignore in cases:
     ids = make_topk_ids(tokens, topk, experts, dist, dtype)
