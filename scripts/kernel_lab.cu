@@ -7,7 +7,7 @@
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
-//   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved
+//   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved (LAB_AB_TOKENS=...)
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
 //     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
 //   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu)
@@ -473,6 +473,16 @@ int one_shape(const Device& d, int experts, int topk, int tokens) {
 }
 
 #if defined(SKE_BASELINE)
+// The benchmark's token counts, or LAB_AB_TOKENS=2500,3000.
+std::vector<int> ab_tokens() {
+  std::vector<int> tokens;
+  if (const char* list = std::getenv("LAB_AB_TOKENS"))
+    for (const char* q = list; *q; ++q)
+      if (q == list || q[-1] == ',') tokens.push_back(std::atoi(q));
+  if (tokens.empty()) tokens = {1, 16, 128, 512, 2048, 4096, 16384, 32768, 65536};
+  return tokens;
+}
+
 // Device time of the default plans, this kernel against the baseline, on the
 // benchmark's shapes; the two alternate, three times each, so that drift in the
 // GPU's clock shows as spread rather than as a difference.
@@ -484,7 +494,7 @@ int ab(const Device& d) {
     CK(ske_base::allow_dynamic_smem(kernel, d.dev.smem_per_block_optin));
   std::printf("routing,tokens,bs,dist,base_path,new_path,new_stage,base_us,new_us,base_spread,new_spread,new/base\n");
   for (const auto& rt : routings)
-    for (int tokens : {1, 16, 128, 512, 2048, 4096, 16384, 32768, 65536})
+    for (int tokens : ab_tokens())
       for (int bs : {16, 64})
         for (const char* dist : {"uniform", "skewed"}) {
           Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, dist};
