@@ -379,13 +379,24 @@ __device__ long long ske_phase_clocks[4096 * 16];
 #define SKE_PHASE(k)
 #endif
 
+// The lanes of a warp whose key equals this lane's (none where !has), through
+// peers_of[key]: each lane ORs its bit into its key's lane mask in shared memory
+// and reads it back after a warp sync. The masks must be zero on entry; the
+// caller's lowest lane of each key clears its mask after a second warp sync.
+// One shared atomic where a ballot per key bit took 9-10 ballots and their chain
+// (measured, bench/NOTES.md sixth session).
+template <int kWarpSize>
+__device__ __forceinline__ LaneMask<kWarpSize> peers_by_mask(LaneMask<kWarpSize>* peers_of, int key, bool has,
+                                                             LaneMask<kWarpSize> me) {
+  if (has) atomic_or(&peers_of[key], me);
+  sync_warp();
+  return has ? peers_of[key] : LaneMask<kWarpSize>(0);
+}
+
 // Ranks a warp's pairs in place: keys[s * kWarpSize + lane] (shared memory, s <
 // steps) holds a bucket (none_key: no pair) and becomes bucket | rank << kKeyBits,
 // the rank counting the warp's earlier pairs of that bucket (stable). row[] counts
-// the warp's pairs per bucket. Each step's lanes of a bucket find each other
-// through peers[bucket] (a lane mask in shared memory, zero between steps: the
-// lowest lane clears it): one shared atomic where a ballot per key bit took 9-10
-// ballots and their chain (measured, bench/NOTES.md sixth session).
+// the warp's pairs per bucket; peers_of[] is the warp's row of lane masks (peers_by_mask).
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
 
@@ -399,9 +410,7 @@ __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* ro
     int32_t& k = keys[s * kWarpSize + lane];
     const int key = k;
     const bool has = key != none_key;
-    if (has) atomic_or(&peers_of[key], me);
-    sync_warp();
-    const Mask peers = has ? peers_of[key] : Mask(0);
+    const Mask peers = peers_by_mask<kWarpSize>(peers_of, key, has, me);
     const int before = has ? row[key] : 0, below = popcount(peers & (me - 1));
     sync_warp();
     if (has && below == 0) {
@@ -709,19 +718,16 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   SKE_PHASE(6);
 
   // Stable placement of one step's pairs (one per lane). The lanes of a bucket find
-  // each other as in rank_in_warp where the slices are large (kStage: many steps,
+  // each other by lane masks where the slices are large (kStage: many steps,
   // measured 4-5% faster), else by a ballot per key bit, which needs no per-warp
   // masks in shared memory (clearing them cost what they saved over 4 steps).
   const auto place = [&](int key, int32_t id) {
     const bool has = key != N;
     Mask peers;
-    if constexpr (kStage) {
-      if (has) atomic_or(&my_peers[key], me);
-      sync_warp();
-      peers = has ? my_peers[key] : Mask(0);
-    } else {
+    if constexpr (kStage)
+      peers = peers_by_mask<kWarpSize>(my_peers, key, has, me);
+    else
       peers = match_bits<kWarpSize>(key, p.key_bits);
-    }
     const int below = popcount(peers & (me - 1)), row = has ? my_row[key] + below : 0;
     sync_warp();
     if (has) {
@@ -904,8 +910,9 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     const auto passes = [&](int64_t g) {
       return exchange_sum_passes(num_buckets, int(g), shape.block, warp_size, warp_size == 32);
     };
+    const int grid_passes = passes(grid);
     int64_t fewer = grid - 1;
-    while (fewer > grid / 2 && passes(fewer) == passes(grid)) --fewer;
+    while (fewer > grid / 2 && passes(fewer) == grid_passes) --fewer;
     if (fewer > grid / 2) grid = fewer;
   }
   grid = std::min<int64_t>(grid, max_coresident(shape));
