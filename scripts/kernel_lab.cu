@@ -212,6 +212,19 @@ const void* kernel_of(const ske::MoeAlignPlan& plan) {
   return reinterpret_cast<const void*>(ske::moe_align_kernel_for<IdT, 32>(plan));
 }
 
+// Blocks of a plan's kernel instance that the device holds at once.
+template <typename IdT = int32_t>
+int coresident_blocks(const Device& d, const ske::MoeAlignPlan& plan) {
+  return d.coresident(plan.block, plan.smem, kernel_of<IdT>(plan));
+}
+
+// The plan the binding makes for numel pairs over N buckets (sorted_token_ids of sorted_len_for slots).
+template <typename IdT = int32_t>
+ske::MoeAlignPlan default_plan(const Device& d, int numel, int N, int bs) {
+  return ske::plan_moe_align(numel, N, sorted_len_for(numel, N, bs), d.dev, 32,
+                             [&](const ske::MoeAlignPlan& shape) { return coresident_blocks<IdT>(d, shape); });
+}
+
 int check(const Device& d) {
   std::mt19937_64 rng(std::random_device{}());
   const int tokens_set[] = {0, 1, 3, 16, 127, 128, 513, 1000, 2048, 4097, 8192, 16384, 65536};
@@ -234,10 +247,7 @@ int check(const Device& d) {
     const int numel = int(ids.size());
     using ske::MoeAlignPath;
     std::vector<ske::MoeAlignPlan> plans;
-    const auto fits = [&](const ske::MoeAlignPlan& shape) {
-      return d.coresident(shape.block, shape.smem, c.i64 ? kernel_of<int64_t>(shape) : kernel_of<int32_t>(shape));
-    };
-    plans.push_back(ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, c.bs), d.dev, 32, fits));
+    plans.push_back(c.i64 ? default_plan<int64_t>(d, numel, c.N, c.bs) : default_plan(d, numel, c.N, c.bs));
     if (numel <= ske::kBlockThreads)
       plans.push_back(ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32, 1 + int(rng() % 9)));
     for (int threads : {32, ske::kBlockThreads, ske::kMaxBlockThreads}) {
@@ -330,11 +340,8 @@ int time_plans(const Device& d) {
       const auto ids = make_ids(c, rng);
       const int numel = int(ids.size());
       using ske::MoeAlignPath;
-      const auto coresident = [&](const ske::MoeAlignPlan& shape) {
-        return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
-      };
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
-      const auto chosen = ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, coresident);
+      const auto chosen = default_plan(d, numel, c.N, bs);
       plans.push_back({"default", chosen});
       if (chosen.stage_pairs)  // the same plan placing directly
         plans.push_back({"default_direct", ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block)});
@@ -353,7 +360,7 @@ int time_plans(const Device& d) {
             const auto plan = ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads, stage);
             const std::string name = "exchange" + std::to_string(plan.block) + (plan.stage_pairs ? "staged" : "direct");
             if (stage && !plan.stage_pairs) continue;
-            if (g <= coresident(plan) && int64_t(g) * 512 <= numel) plans.push_back({name, plan});
+            if (g <= coresident_blocks(d, plan) && int64_t(g) * 512 <= numel) plans.push_back({name, plan});
           }
       int max_grid = 1;
       for (auto& pl : plans) max_grid = std::max(max_grid, pl.second.grid);
@@ -458,10 +465,7 @@ int one_shape(const Device& d, int experts, int topk, int tokens) {
   Case c{tokens, topk, experts + 1, 64, true, false, false, "uniform"};
   const auto ids = make_ids(c, rng);
   const int numel = int(ids.size());
-  const auto plan = ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32,
-                                        [&](const ske::MoeAlignPlan& shape) {
-                                          return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
-                                        });
+  const auto plan = default_plan(d, numel, c.N, 64);
   const std::string err = check_plan<int32_t>(c, ids, plan);
   std::printf("one: path %d grid %d block %d stage_pairs %d packed %d: %s\n", int(plan.path), plan.grid, plan.block,
               plan.stage_pairs, int(plan.packed_counts), err.empty() ? "correct" : err.c_str());
@@ -500,9 +504,7 @@ int ab(const Device& d) {
           Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, dist};
           const auto ids = make_ids(c, rng);
           const int numel = int(ids.size()), len = sorted_len_for(numel, c.N, bs);
-          const auto plan = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [&](const ske::MoeAlignPlan& shape) {
-            return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
-          });
+          const auto plan = default_plan(d, numel, c.N, bs);
           const auto base = ske_base::plan_moe_align(numel, c.N, len, d.dev, 32, [&](const ske_base::MoeAlignPlan& shape) {
             return d.coresident(shape.block, shape.smem,
                                 reinterpret_cast<const void*>(ske_base::moe_align_kernel_for<int32_t, 32>(shape)));
@@ -552,10 +554,7 @@ int phases(const Device& d) {
     Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
     const auto ids = make_ids(c, rng);
     const int numel = int(ids.size());
-    const auto coresident = [&](const ske::MoeAlignPlan& shape) {
-      return d.coresident(shape.block, shape.smem, kernel_of<int32_t>(shape));
-    };
-    const auto chosen = sh.exchange ? ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, coresident)
+    const auto chosen = sh.exchange ? default_plan(d, numel, c.N, 64)
                                     : ske::plan_for(ske::MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, sh.grid);
     Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, chosen.grid);
     for (bool stage : {true, false}) {
