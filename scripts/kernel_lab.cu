@@ -419,6 +419,113 @@ __global__ void exchange_probe(int* rows, int n, long long* clk, int* sink) {
   }
 }
 
+// Thread-block clusters (sm_90): what a cluster barrier and reading the cluster's
+// shared-memory histograms cost, and whether a cooperative launch takes clusters.
+__global__ void cluster_probe(int n, int syncs, int grid_syncs, long long* clk, int* sink) {
+  extern __shared__ int hist[];
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
+  const int t = threadIdx.x;
+  for (int i = t; i < n; i += blockDim.x) hist[i] = blockIdx.x + i;
+  const long long c0 = clock64();
+  for (int i = 0; i < syncs; ++i) cluster.sync();
+  const long long c1 = clock64();
+  int below = 0, all = 0;
+  if (syncs > 0) {
+    const int rank = int(cluster.block_rank());
+    for (int e = t; e < n; e += blockDim.x) {
+      int v[16];
+#pragma unroll
+      for (int r = 0; r < 16; ++r) v[r] = r < int(cluster.num_blocks()) ? cluster.map_shared_rank(hist, r)[e] : 0;
+#pragma unroll
+      for (int r = 0; r < 16; ++r) {
+        all += v[r];
+        if (r < rank) below += v[r];
+      }
+    }
+  }
+  const long long c2 = clock64();
+  __syncthreads();
+  const long long c3 = clock64();
+  for (int i = 0; i < grid_syncs; ++i) cg::this_grid().sync();
+  const long long c4 = clock64();
+  if (syncs > 0) cluster.sync();  // no block leaves while another reads its shared memory
+  if (below + all == -1) sink[0] = 1;
+  if (t == 0) {
+    clk[blockIdx.x * 8 + 0] = c1 - c0;
+    clk[blockIdx.x * 8 + 1] = c2 - c1;
+    clk[blockIdx.x * 8 + 2] = c3 - c2;
+    clk[blockIdx.x * 8 + 3] = c4 - c3;
+  }
+}
+
+int cluster_costs(const Device& d) {
+  long long* clk;
+  int* sink;
+  CK(cudaMalloc(&clk, 4096 * 8 * 8));
+  CK(cudaMalloc(&sink, 4));
+  CK(cudaFuncSetAttribute(cluster_probe, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  CK(cudaFuncSetAttribute(cluster_probe, cudaFuncAttributeMaxDynamicSharedMemorySize, 64 * 1024));
+  std::printf("what,grid,threads,cluster,coop,syncs,grid_syncs,max_clusters,us,cyc_cluster_sync,cyc_dsmem,cyc_bar,cyc_grid_sync\n");
+  for (int threads : {256, 512})
+    for (int csize : {1, 8, 16})
+      for (int grid : {64, 128})
+        for (int coop : {0, 1})
+          for (int syncs : {0, 1})
+            for (int gs : {0, 1}) {
+              if (gs && !coop) continue;
+              if (syncs && csize == 1) continue;
+              int n = 257;
+              const size_t smem = 16 * 1024;
+              cudaLaunchConfig_t cfg = {};
+              cfg.gridDim = dim3(grid);
+              cfg.blockDim = dim3(threads);
+              cfg.dynamicSmemBytes = smem;
+              cudaLaunchAttribute attrs[2];
+              int na = 0;
+              attrs[na].id = cudaLaunchAttributeClusterDimension;
+              attrs[na].val.clusterDim.x = csize;
+              attrs[na].val.clusterDim.y = 1;
+              attrs[na].val.clusterDim.z = 1;
+              ++na;
+              if (coop) {
+                attrs[na].id = cudaLaunchAttributeCooperative;
+                attrs[na].val.cooperative = 1;
+                ++na;
+              }
+              cfg.attrs = attrs;
+              cfg.numAttrs = na;
+              int max_clusters = -1;
+              cudaOccupancyMaxActiveClusters(&max_clusters, cluster_probe, &cfg);
+              cudaGetLastError();
+              cfg.stream = 0;
+              cudaError_t e = cudaLaunchKernelEx(&cfg, cluster_probe, n, syncs, gs, clk, sink);
+              if (e == cudaSuccess) e = cudaDeviceSynchronize();
+              if (e != cudaSuccess) {
+                std::printf("cluster_probe,%d,%d,%d,%d,%d,%d,%d,ERROR %s\n", grid, threads, csize, coop, syncs, gs,
+                            max_clusters, cudaGetErrorString(e));
+                cudaGetLastError();
+                continue;
+              }
+              const double us = graph_us([&](cudaStream_t s) {
+                cudaLaunchConfig_t c2 = cfg;
+                c2.stream = s;
+                CK(cudaLaunchKernelEx(&c2, cluster_probe, n, syncs, gs, clk, sink));
+              });
+              CK(cudaLaunchKernelEx(&cfg, cluster_probe, n, syncs, gs, clk, sink));
+              CK(cudaDeviceSynchronize());
+              std::vector<long long> h(grid * 8);
+              CK(cudaMemcpy(h.data(), clk, h.size() * 8, cudaMemcpyDeviceToHost));
+              long long mx[4] = {0, 0, 0, 0};
+              for (int b = 0; b < grid; ++b)
+                for (int k = 0; k < 4; ++k) mx[k] = std::max(mx[k], h[b * 8 + k]);
+              std::printf("cluster_probe,%d,%d,%d,%d,%d,%d,%d,%.2f,%lld,%lld,%lld,%lld\n", grid, threads, csize, coop,
+                          syncs, gs, max_clusters, us, mx[0], mx[1], mx[2], mx[3]);
+              std::fflush(stdout);
+            }
+  return 0;
+}
+
 int floor_costs(const Device& d) {
   std::printf("what,grid,us\n");
   std::printf("empty_kernel,1,%.2f\n", graph_us([](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); }));
@@ -618,6 +725,7 @@ int main(int argc, char** argv) {
   if (what == "check") return check(d);
   if (what == "time") return time_plans(d);
   if (what == "floor") return floor_costs(d);
+  if (what == "cluster") return cluster_costs(d);
   if (what == "one" && argc == 5) return one_shape(d, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
 #if defined(SKE_PHASE_CLOCKS)
   if (what == "phases") return phases(d);
