@@ -6,6 +6,7 @@
 //   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
+//   /tmp/kernel_lab cluster  # cluster barrier and distributed-shared-memory read costs (sm_90)
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
 //   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved (LAB_AB_TOKENS=...)
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
@@ -215,6 +216,11 @@ const void* kernel_of(const ske::MoeAlignPlan& plan) {
 // Blocks of a plan's kernel instance that the device holds at once.
 template <typename IdT = int32_t>
 int coresident_blocks(const Device& d, const ske::MoeAlignPlan& plan) {
+  if (plan.cluster > 1) {
+    int blocks = 0;
+    CK(ske::max_cluster_blocks(&blocks, ske::moe_align_kernel_for<IdT, 32>(plan), plan.block, plan.cluster, plan.smem));
+    return blocks;
+  }
   return d.coresident(plan.block, plan.smem, kernel_of<IdT>(plan));
 }
 
@@ -257,9 +263,16 @@ int check(const Device& d) {
     }
     for (bool stage : {true, false}) {
       plans.push_back(ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, 1, ske::kBlockThreads, stage));
-      for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
+      for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads}) {
         plans.push_back(
             ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, 2 + int(rng() % 40), threads, stage));
+        if (d.dev.clusters) {
+          auto clustered =
+              ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, 8 * (2 + int(rng() % 11)), threads, stage, false);
+          clustered.cluster = 8;
+          if (clustered.grid <= coresident_blocks(d, clustered)) plans.push_back(clustered);
+        }
+      }
     }
     for (const auto& plan : plans) {
       const std::string err = c.i64 ? check_plan<int64_t>(c, ids, plan) : check_plan<int32_t>(c, ids, plan);
@@ -267,9 +280,10 @@ int check(const Device& d) {
       if (!err.empty()) {
         ++failures;
         if (failures <= 20)
-          std::printf("FAIL tokens=%d topk=%d N=%d bs=%d pad=%d ignore=%d i64=%d %s grid=%d path=%d stage=%d: %s\n",
+          std::printf("FAIL tokens=%d topk=%d N=%d bs=%d pad=%d ignore=%d i64=%d %s grid=%d path=%d stage=%d "
+                      "cluster=%d: %s\n",
                       c.tokens, c.topk, c.N, c.bs, c.pad, c.ignore, c.i64, c.dist.c_str(), plan.grid,
-                      int(plan.path), plan.stage_pairs, err.c_str());
+                      int(plan.path), plan.stage_pairs, plan.cluster, err.c_str());
       }
     }
   }
@@ -361,6 +375,11 @@ int time_plans(const Device& d) {
             const std::string name = "exchange" + std::to_string(plan.block) + (plan.stage_pairs ? "staged" : "direct");
             if (stage && !plan.stage_pairs) continue;
             if (g <= coresident_blocks(d, plan) && int64_t(g) * 512 <= numel) plans.push_back({name, plan});
+            if (d.dev.clusters && g % 8 == 0 && g >= 16 && int64_t(g) * 512 <= numel) {
+              auto clustered = ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads, stage, false);
+              clustered.cluster = 8;
+              if (g <= coresident_blocks(d, clustered)) plans.push_back({name + "cluster", clustered});
+            }
           }
       int max_grid = 1;
       for (auto& pl : plans) max_grid = std::max(max_grid, pl.second.grid);
@@ -422,6 +441,7 @@ __global__ void exchange_probe(int* rows, int n, long long* clk, int* sink) {
 // Thread-block clusters (sm_90): what a cluster barrier and reading the cluster's
 // shared-memory histograms cost, and whether a cooperative launch takes clusters.
 __global__ void cluster_probe(int n, int syncs, int grid_syncs, long long* clk, int* sink) {
+#if defined(SKE_CLUSTERS)
   extern __shared__ int hist[];
   namespace cg = cooperative_groups;
   cg::cluster_group cluster = cg::this_cluster();
@@ -457,6 +477,7 @@ __global__ void cluster_probe(int n, int syncs, int grid_syncs, long long* clk, 
     clk[blockIdx.x * 8 + 2] = c3 - c2;
     clk[blockIdx.x * 8 + 3] = c4 - c3;
   }
+#endif
 }
 
 int cluster_costs(const Device& d) {

@@ -1,7 +1,7 @@
 """A few calls covering every path of the kernel (tiny, staged with 256 and 512 threads and
 with 16-byte or single-slot writes, exchange with 256- and 512-thread blocks, with 32- or
-16-bit published counts, placing directly or through shared memory); run under
-compute-sanitizer by sanitize.sh."""
+16-bit published counts, placing directly or through shared memory, in thread-block clusters
+or not); run under compute-sanitizer by sanitize.sh, with and without clusters."""
 
 import torch
 

@@ -22,7 +22,10 @@
 //        lower warps first) and each block publishes its pairs per bucket.
 //     2. One grid barrier; each block sums, per bucket, the counts of the
 //        blocks below it and of all blocks (16-bit counts, two per load, where
-//        32-bit ones would take several rounds of loads: kPackedCounts).
+//        32-bit ones would take several rounds of loads: kPackedCounts). With
+//        kCluster (sm_90 and later, many buckets) in two levels: before the
+//        barrier over the blocks of its thread-block cluster, reading their
+//        shared memory, and after it over one row per cluster.
 //     3. Every block computes the padded exclusive cumsum over buckets itself.
 //     4. expert_ids grid-stride; each warp re-reads its chunk (registers or L2)
 //        and places every pair at start[bucket] + lower blocks + lower warps +
@@ -58,6 +61,7 @@ struct MoeAlignParams {
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
   int32_t tiny_share;   // moe_align_tiny_kernel: slots of sorted_token_ids per block, a multiple of 4
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
+  int32_t cluster;   // moe_align_kernel<kCluster>: blocks per thread-block cluster
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
 };
@@ -269,6 +273,55 @@ __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* be
         count[e] = all[k];
       }
     }
+  }
+}
+
+// Exchange in clusters, first level (before the grid barrier): each block's counts
+// are in its own shared memory (mine); before[e] and count[e] become the pairs of
+// the cluster's lower blocks and of the whole cluster, and the cluster's first block
+// publishes the cluster's counts as row blockIdx.x / cluster of cluster_counts.
+constexpr int kMaxClusterBlocks = 8;
+
+__device__ inline void sum_cluster_counts(int32_t* mine, int N, int cluster, int32_t* before, int32_t* count,
+                                          int32_t* cluster_counts) {
+  const int rank = static_cast<int>(blockIdx.x) % cluster;
+  int32_t* row = cluster_counts + static_cast<int64_t>(blockIdx.x / cluster) * N;
+  for (int e = threadIdx.x; e < N; e += blockDim.x) {
+    int v[kMaxClusterBlocks];  // loads from every block of the cluster in flight at once
+#pragma unroll
+    for (int r = 0; r < kMaxClusterBlocks; ++r) v[r] = r < cluster ? cluster_peer(mine, r)[e] : 0;
+    int below = 0, all = 0;
+#pragma unroll
+    for (int r = 0; r < kMaxClusterBlocks; ++r) {
+      all += v[r];
+      if (r < rank) below += v[r];
+    }
+    before[e] = below;
+    count[e] = all;
+    if (rank == 0) row[e] = all;
+  }
+}
+
+// Second level (after the grid barrier): adds the lower clusters' pairs to before[e]
+// and makes count[e] the pairs of all clusters.
+template <int kBatch>
+__device__ void add_cluster_rows(const int32_t* cluster_counts, int N, int cluster, int32_t* before,
+                                 int32_t* count) {
+  const int clusters = gridDim.x / cluster, mine = blockIdx.x / cluster;
+  for (int e = threadIdx.x; e < N; e += blockDim.x) {
+    int below = before[e], all = 0;
+    for (int c0 = 0; c0 < clusters; c0 += kBatch) {
+      int v[kBatch];
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) v[u] = c0 + u < clusters ? cluster_counts[static_cast<int64_t>(c0 + u) * N + e] : 0;
+#pragma unroll
+      for (int u = 0; u < kBatch; ++u) {
+        all += v[u];
+        if (c0 + u < mine) below += v[u];
+      }
+    }
+    before[e] = below;
+    count[e] = all;
   }
 }
 
@@ -581,12 +634,13 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 // kStage: the slice's pairs are sorted by bucket in shared memory (p.stage_pairs
 // of room) before they are stored, so that each bucket's run leaves as whole lines.
 // kPackedCounts: an exchange's blocks publish 16-bit counts (sum_block_counts).
+// kCluster: an exchange launched in thread-block clusters (sum_cluster_counts).
 // Separate instances: each kernel carries only the code it runs (instruction cache).
 // Launch bounds: at least one 512-thread block per multiprocessor (256-thread
 // blocks still fit two). Without the explicit 1, ptxas for sm_80 chose 64
 // registers and spilled the rolled placement's register queue; with it, most
 // exchanges on the H200 ran 1.5-4% faster (bench/NOTES.md, sixth session).
-template <typename IdT, int kWarpSize, bool kStage, bool kPackedCounts>
+template <typename IdT, int kWarpSize, bool kStage, bool kPackedCounts, bool kCluster = false>
 __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const MoeAlignParams<IdT> p) {
   using Mask = LaneMask<kWarpSize>;
   extern __shared__ int32_t smem[];
@@ -654,6 +708,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
     if constexpr (kStage) local[e] = run;
     if (!exchange) {
       count[e] = run;
+    } else if constexpr (kCluster) {
+      start[e] = run;  // free until the scan, after the grid barrier, when no block reads it any more
     } else if constexpr (kPackedCounts) {  // a row of N rounded up to even 16-bit counts (sum_block_counts)
       uint16_t* row = reinterpret_cast<uint16_t*>(p.block_counts) + static_cast<int64_t>(blockIdx.x) * (N + (N & 1));
       row[e] = static_cast<uint16_t>(run);
@@ -665,7 +721,14 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   SKE_PHASE(2);
 
   // 2. Exchange: one grid barrier (it orders the stores above before the loads below).
-  if (exchange) {
+  if constexpr (kCluster) {  // launched as an exchange only
+    cluster_sync();
+    sum_cluster_counts(start, N, p.cluster, before, count, p.block_counts);
+    cluster_arrive();  // done with the cluster's shared memory (cluster_wait below)
+    grid_sync();
+    SKE_PHASE(3);
+    add_cluster_rows<16>(p.block_counts, N, p.cluster, before, count);
+  } else if (exchange) {
     grid_sync();
     SKE_PHASE(3);
     constexpr int kWideBatch = sum_batch(kWarpSize, kMaxBlockThreads), kBatch = sum_batch(kWarpSize, kBlockThreads);
@@ -774,6 +837,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
     for (int i = tid; i < staged_pairs; i += bdim) p.sorted_token_ids[stage_slots[i]] = stage_ids[i];
   }
   SKE_PHASE(7);
+  // No block leaves while another may read its shared memory. The grid barrier already
+  // orders that; compute-sanitizer's racecheck counts only the cluster barrier.
+  if constexpr (kCluster) cluster_wait();
 }
 
 // ---------------------------------------------------------------------------
@@ -791,9 +857,10 @@ struct MoeAlignPlan {
   int per_warp;
   int stage_pairs;  // kOneBlock and kExchange: see MoeAlignParams
   bool packed_counts;  // kExchange: moe_align_kernel<kPackedCounts>
+  int cluster = 0;     // kExchange: blocks per thread-block cluster (moe_align_kernel<kCluster>), else 0
 };
 
-// Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third and fourth sessions).
+// Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third to seventh sessions).
 struct MoeAlignTuning {
   int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
   int staged_max_pairs = 6144;     // the staged path up to here (each block ranks every pair) ...
@@ -809,6 +876,12 @@ struct MoeAlignTuning {
   int stage_min_pairs_per_bucket = 12;  // wide blocks stage their slice from this many pairs per bucket;
   int max_grid_wide = 96;  // wide blocks over fewer than most buckets, or that stage: at most this many blocks
   int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
+  // Exchanges in thread-block clusters (sm_90 and later; seventh session): over many buckets,
+  int cluster_size = 8;               // clusters of this many blocks,
+  int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_wide blocks,
+  int cluster_min_grid = 72;          // from this many blocks (64 measured 0.92-1.04 of without, 16-48 slower);
+  int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
+                                         // 512 threads over more than most_buckets, 256 below.
 };
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
@@ -866,7 +939,8 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
 }
 
 // max_coresident(plan) -> blocks of plan.block threads and plan.smem bytes of the plan's
-// moe_align_kernel instance that the device holds at once. sorted_len: the length of sorted_token_ids.
+// moe_align_kernel instance that the device holds at once (in clusters of plan.cluster blocks
+// where it is > 1). sorted_len: the length of sorted_token_ids.
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
@@ -887,6 +961,25 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
   const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
+  if (dev.clusters && many_buckets && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks) {
+    // The sum over blocks in two levels: within each cluster through shared memory, then over
+    // the clusters' rows (measured: DeepSeek-V3 16K-64K tokens 0.88-0.94, Qwen3-Next 0.84-0.95).
+    const bool stage = numel >= tuning.cluster_stage_min_pairs;
+    const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
+    MoeAlignPlan shape = plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, threads);
+    shape.path = MoeAlignPath::kExchange;
+    shape.cluster = tuning.cluster_size;
+    int64_t grid = std::min<int64_t>(tuning.max_grid_wide, numel / tuning.cluster_pairs_per_block);
+    grid = std::min<int64_t>(grid, max_coresident(shape)) / tuning.cluster_size * tuning.cluster_size;
+    if (grid >= tuning.cluster_min_grid) {
+      for (bool staged : {stage, false}) {
+        MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
+                                     static_cast<int>(grid), threads, staged, false);
+        plan.cluster = tuning.cluster_size;
+        if (max_coresident(plan) >= plan.grid) return plan;
+      }
+    }
+  }
   const bool wide = many_buckets && numel >= (num_buckets > tuning.wide_early_buckets
                                                   ? tuning.wide_block_min_pairs
                                                   : tuning.wide_block_min_pairs_fewer_buckets);
@@ -937,10 +1030,14 @@ inline int log2_if_power_of_two(int x) {
 template <typename IdT>
 using MoeAlignKernel = void (*)(MoeAlignParams<IdT>);
 
-// The moe_align_kernel instance for sorted placement (stage) and 16-bit counts
-// (packed; 32-wide warps only).
+// The moe_align_kernel instance for sorted placement (stage), 16-bit counts (packed;
+// 32-wide warps only) and clusters (CUDA only).
 template <typename IdT, int kWarpSize>
-MoeAlignKernel<IdT> moe_align_kernel_for(bool stage, bool packed) {
+MoeAlignKernel<IdT> moe_align_kernel_for(bool stage, bool packed, bool cluster = false) {
+#if !defined(SKE_HIP)
+  if (cluster)
+    return stage ? moe_align_kernel<IdT, kWarpSize, true, false, true> : moe_align_kernel<IdT, kWarpSize, false, false, true>;
+#endif
   if constexpr (kWarpSize == 32) {
     if (packed)
       return stage ? moe_align_kernel<IdT, kWarpSize, true, true> : moe_align_kernel<IdT, kWarpSize, false, true>;
@@ -951,15 +1048,16 @@ MoeAlignKernel<IdT> moe_align_kernel_for(bool stage, bool packed) {
 // The moe_align_kernel instance of a kOneBlock or kExchange plan.
 template <typename IdT, int kWarpSize>
 MoeAlignKernel<IdT> moe_align_kernel_for(const MoeAlignPlan& plan) {
-  return moe_align_kernel_for<IdT, kWarpSize>(plan.stage_pairs > 0, plan.packed_counts);
+  return moe_align_kernel_for<IdT, kWarpSize>(plan.stage_pairs > 0, plan.packed_counts, plan.cluster > 1);
 }
 
 // Every kernel that sizes its shared memory at launch (each needs its limit raised once).
 template <typename IdT, int kWarpSize>
-std::array<MoeAlignKernel<IdT>, 5> moe_align_launch_sized_kernels() {
+std::array<MoeAlignKernel<IdT>, 7> moe_align_launch_sized_kernels() {
   return {moe_align_staged_kernel<IdT, kWarpSize>, moe_align_kernel_for<IdT, kWarpSize>(false, false),
           moe_align_kernel_for<IdT, kWarpSize>(false, true), moe_align_kernel_for<IdT, kWarpSize>(true, false),
-          moe_align_kernel_for<IdT, kWarpSize>(true, true)};
+          moe_align_kernel_for<IdT, kWarpSize>(true, true), moe_align_kernel_for<IdT, kWarpSize>(false, false, true),
+          moe_align_kernel_for<IdT, kWarpSize>(true, false, true)};
 }
 
 // Launch with a given plan; an exchange plan needs block_counts of plan.grid * num_buckets ints.
@@ -970,12 +1068,15 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.key_bits = bit_width(p.num_buckets);
   p.block_shift = log2_if_power_of_two(p.block_size);
   p.tiny_share = (p.sorted_len + 4 * plan.grid - 1) / (4 * plan.grid) * 4;
+  p.cluster = plan.cluster;
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
     return launch_plain(moe_align_tiny_kernel<IdT>, plan.grid, plan.block, args, plan.smem, stream);
   if (plan.path == MoeAlignPath::kStaged)
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
+  if (plan.path == MoeAlignPath::kExchange && plan.cluster > 1)
+    return launch_cooperative_clusters(kernel, plan.grid, plan.block, plan.cluster, args, plan.smem, stream);
   if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }

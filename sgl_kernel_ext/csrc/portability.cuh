@@ -111,6 +111,57 @@ __device__ __forceinline__ void sync_warp() {
 
 __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sync(); }
 
+// Thread-block clusters (CUDA, sm_90 and later): a barrier over the cluster's blocks
+// and another block's shared memory. Elsewhere they are never launched (the host
+// plan asks DeviceLimits::clusters); the device code there traps.
+#if !defined(SKE_HIP) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900)
+#define SKE_CLUSTERS 1
+#endif
+
+__device__ __forceinline__ void cluster_sync() {
+#if defined(SKE_CLUSTERS)
+  cooperative_groups::this_cluster().sync();
+#elif defined(SKE_HIP)
+  __builtin_trap();
+#else
+  __trap();
+#endif
+}
+
+// The two halves of a cluster barrier: arrive (release) without waiting, and wait (acquire).
+__device__ __forceinline__ void cluster_arrive() {
+#if defined(SKE_CLUSTERS)
+  asm volatile("barrier.cluster.arrive.aligned;\n" ::: "memory");
+#elif defined(SKE_HIP)
+  __builtin_trap();
+#else
+  __trap();
+#endif
+}
+
+__device__ __forceinline__ void cluster_wait() {
+#if defined(SKE_CLUSTERS)
+  asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#elif defined(SKE_HIP)
+  __builtin_trap();
+#else
+  __trap();
+#endif
+}
+
+template <typename T>
+__device__ __forceinline__ T* cluster_peer(T* shared, int rank) {
+#if defined(SKE_CLUSTERS)
+  return cooperative_groups::this_cluster().map_shared_rank(shared, rank);
+#elif defined(SKE_HIP)
+  __builtin_trap();
+  return shared;
+#else
+  __trap();
+  return shared;
+#endif
+}
+
 template <typename Kernel>
 inline gpuError_t launch_cooperative(Kernel kernel, int grid, int block, void** args, size_t smem,
                                      gpuStream_t stream) {
@@ -120,6 +171,56 @@ inline gpuError_t launch_cooperative(Kernel kernel, int grid, int block, void** 
 #else
   return cudaLaunchCooperativeKernel(reinterpret_cast<const void*>(kernel), dim3(grid), dim3(block), args, smem,
                                      stream);
+#endif
+}
+
+// A cooperative launch in clusters of `cluster` blocks along x.
+template <typename Kernel>
+inline gpuError_t launch_cooperative_clusters(Kernel kernel, int grid, int block, int cluster, void** args,
+                                              size_t smem, gpuStream_t stream) {
+#if defined(SKE_HIP)
+  return hipErrorNotSupported;
+#else
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(block);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  cudaLaunchAttribute attrs[2];
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = cluster;
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  attrs[1].id = cudaLaunchAttributeCooperative;
+  attrs[1].val.cooperative = 1;
+  config.attrs = attrs;
+  config.numAttrs = 2;
+  return cudaLaunchKernelExC(&config, reinterpret_cast<const void*>(kernel), args);
+#endif
+}
+
+// Blocks of a cluster launch (clusters of `cluster` blocks) that the device holds at once.
+template <typename Kernel>
+inline gpuError_t max_cluster_blocks(int* out, Kernel kernel, int block, int cluster, size_t smem) {
+#if defined(SKE_HIP)
+  *out = 0;
+  return hipSuccess;
+#else
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(cluster);
+  config.blockDim = dim3(block);
+  config.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr;
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = cluster;
+  attr.val.clusterDim.y = 1;
+  attr.val.clusterDim.z = 1;
+  config.attrs = &attr;
+  config.numAttrs = 1;
+  int clusters = 0;
+  const gpuError_t err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &config);
+  *out = clusters * cluster;
+  return err;
 #endif
 }
 
@@ -164,6 +265,7 @@ struct DeviceLimits {
   int warp_size;
   int smem_per_block_optin;
   bool cooperative;
+  bool clusters;  // thread-block clusters (CUDA, compute capability 9.0 and later)
 };
 
 inline gpuError_t query_device(int device, DeviceLimits* out) {
@@ -181,6 +283,11 @@ inline gpuError_t query_device(int device, DeviceLimits* out) {
   out->sm_count = prop.multiProcessorCount;
   out->warp_size = prop.warpSize;
   out->cooperative = prop.cooperativeLaunch != 0;
+#if defined(SKE_HIP)
+  out->clusters = false;
+#else
+  out->clusters = prop.major >= 9;
+#endif
   return kGpuSuccess;
 }
 

@@ -5,8 +5,10 @@
 #include <torch/library.h>
 
 #include <array>
+#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <string>
 #include <tuple>
 
 #include "moe_align.cuh"
@@ -20,24 +22,35 @@ const ske::DeviceLimits& device_limits(int device) {
   std::call_once(once[device], [&] {
     const ske::gpuError_t err = ske::query_device(device, &limits[device]);
     TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: device query failed: ", ske::error_string(err));
+    // SGL_KERNEL_EXT_CLUSTERS=0: exchanges without thread-block clusters (a way around a driver
+    // that refuses cluster launches, and how scripts/sanitize.sh reaches the other instances).
+    const char* clusters = std::getenv("SGL_KERNEL_EXT_CLUSTERS");
+    if (clusters && std::string(clusters) == "0") limits[device].clusters = false;
   });
   return limits[device];
 }
 
-// Blocks of the given shape that are co-resident on the whole device. Cached:
-// the occupancy query is not free and the same few shapes recur.
+// Blocks of the given shape that are co-resident on the whole device, launched in
+// clusters of `cluster` blocks where it is > 1. Cached: the occupancy query is not
+// free and the same few shapes recur.
 template <typename Kernel>
-int coresident_blocks(Kernel kernel, int device, int block, size_t smem) {
+int coresident_blocks(Kernel kernel, int device, int block, size_t smem, int cluster) {
   static std::mutex mu;
-  static std::map<std::tuple<const void*, int, int, size_t>, int> cache;
-  const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), device, block, smem);
+  static std::map<std::tuple<const void*, int, int, size_t, int>, int> cache;
+  const auto key = std::make_tuple(reinterpret_cast<const void*>(kernel), device, block, smem, cluster);
   std::lock_guard<std::mutex> lock(mu);
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
-  int per_sm = 0;
-  const ske::gpuError_t err = ske::max_blocks_per_sm(&per_sm, kernel, block, smem);
+  int blocks = 0;
+  ske::gpuError_t err;
+  if (cluster > 1) {
+    err = ske::max_cluster_blocks(&blocks, kernel, block, cluster, smem);
+  } else {
+    int per_sm = 0;
+    err = ske::max_blocks_per_sm(&per_sm, kernel, block, smem);
+    blocks = per_sm * device_limits(device).sm_count;
+  }
   TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: occupancy query failed: ", ske::error_string(err));
-  const int blocks = per_sm * device_limits(device).sm_count;
   cache.emplace(key, blocks);
   return blocks;
 }
@@ -66,7 +79,8 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
   const ske::MoeAlignPlan plan = ske::plan_moe_align(
       numel, num_buckets, static_cast<int>(sorted_token_ids.numel()), dev, kWarpSize,
       [&](const ske::MoeAlignPlan& shape) {
-        return coresident_blocks(ske::moe_align_kernel_for<IdT, kWarpSize>(shape), device, shape.block, shape.smem);
+        return coresident_blocks(ske::moe_align_kernel_for<IdT, kWarpSize>(shape), device, shape.block, shape.smem,
+                                 shape.cluster);
       });
   at::Tensor block_counts;
   if (plan.path == ske::MoeAlignPath::kExchange)

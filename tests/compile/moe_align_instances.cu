@@ -11,6 +11,11 @@ template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize, fa
 template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize, false, true>(ske::MoeAlignParams<int64_t>);
 template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize, true, true>(ske::MoeAlignParams<int32_t>);
 template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize, true, true>(ske::MoeAlignParams<int64_t>);
+// Thread-block clusters (CUDA only; launched on sm_90 and later)
+template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize, false, false, true>(ske::MoeAlignParams<int32_t>);
+template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize, false, false, true>(ske::MoeAlignParams<int64_t>);
+template __global__ void ske::moe_align_kernel<int32_t, ske::kDeviceWarpSize, true, false, true>(ske::MoeAlignParams<int32_t>);
+template __global__ void ske::moe_align_kernel<int64_t, ske::kDeviceWarpSize, true, false, true>(ske::MoeAlignParams<int64_t>);
 #endif
 
 template __global__ void ske::moe_align_tiny_kernel<int32_t>(ske::MoeAlignParams<int32_t>);
