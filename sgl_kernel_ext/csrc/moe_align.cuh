@@ -879,7 +879,7 @@ struct MoeAlignTuning {
   // Exchanges in thread-block clusters (sm_90 and later; seventh session): over many buckets,
   int cluster_size = 8;               // clusters of this many blocks,
   int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_wide blocks,
-  int cluster_min_grid = 72;          // from this many blocks (64 measured 0.92-1.04 of without, 16-48 slower);
+  int cluster_min_grid = 72;          // from this many blocks (at 64 0.92-1.09 of without, at 16-48 slower);
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
 };
@@ -963,7 +963,8 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
   if (dev.clusters && many_buckets && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks) {
     // The sum over blocks in two levels: within each cluster through shared memory, then over
-    // the clusters' rows (measured: DeepSeek-V3 16K-64K tokens 0.88-0.94, Qwen3-Next 0.84-0.95).
+    // the clusters' rows (bench against the exchange without clusters: DeepSeek-V3 16K-64K
+    // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025).
     const bool stage = numel >= tuning.cluster_stage_min_pairs;
     const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
     MoeAlignPlan shape = plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, threads);
