@@ -107,10 +107,10 @@ std::vector<int64_t> make_ids(const Case& c, std::mt19937_64& rng) {
 
 struct Device {
   ske::DeviceLimits dev;
-  int coresident(int block, size_t smem, const void* kernel) const {
-    int per_sm = 0;
-    CK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem));
-    return per_sm * dev.sm_count;
+  int coresident(int block, size_t smem, const void* kernel, int cluster = 0) const {
+    int blocks = 0;
+    CK(ske::max_coresident_blocks(&blocks, kernel, block, smem, cluster, dev.sm_count));
+    return blocks;
   }
 };
 
@@ -216,12 +216,7 @@ const void* kernel_of(const ske::MoeAlignPlan& plan) {
 // Blocks of a plan's kernel instance that the device holds at once.
 template <typename IdT = int32_t>
 int coresident_blocks(const Device& d, const ske::MoeAlignPlan& plan) {
-  if (plan.cluster > 1) {
-    int blocks = 0;
-    CK(ske::max_cluster_blocks(&blocks, ske::moe_align_kernel_for<IdT, 32>(plan), plan.block, plan.cluster, plan.smem));
-    return blocks;
-  }
-  return d.coresident(plan.block, plan.smem, kernel_of<IdT>(plan));
+  return d.coresident(plan.block, plan.smem, kernel_of<IdT>(plan), plan.cluster);
 }
 
 // The plan the binding makes for numel pairs over N buckets (sorted_token_ids of sorted_len_for slots).
@@ -331,11 +326,18 @@ struct Routing {
   int experts, topk;
 };
 
+// The numbers of a comma-separated list ("2500,3000").
+std::vector<int> numbers(const char* list) {
+  std::vector<int> out;
+  for (const char* q = list; *q; ++q)
+    if (q == list || q[-1] == ',') out.push_back(std::atoi(q));
+  return out;
+}
+
 // Whether a comma-separated list holds n.
 bool has_number(const char* list, int n) {
-  for (const char* q = list; *q; ++q)
-    if ((q == list || q[-1] == ',') && std::atoi(q) == n) return true;
-  return false;
+  const std::vector<int> all = numbers(list);
+  return std::find(all.begin(), all.end(), n) != all.end();
 }
 
 int time_plans(const Device& d) {
@@ -498,28 +500,16 @@ int cluster_costs(const Device& d) {
               if (syncs && csize == 1) continue;
               int n = 257;
               const size_t smem = 16 * 1024;
-              cudaLaunchConfig_t cfg = {};
-              cfg.gridDim = dim3(grid);
-              cfg.blockDim = dim3(threads);
-              cfg.dynamicSmemBytes = smem;
               cudaLaunchAttribute attrs[2];
-              int na = 0;
-              attrs[na].id = cudaLaunchAttributeClusterDimension;
-              attrs[na].val.clusterDim.x = csize;
-              attrs[na].val.clusterDim.y = 1;
-              attrs[na].val.clusterDim.z = 1;
-              ++na;
+              cudaLaunchConfig_t cfg = ske::cluster_config(grid, threads, csize, smem, 0, attrs);
               if (coop) {
-                attrs[na].id = cudaLaunchAttributeCooperative;
-                attrs[na].val.cooperative = 1;
-                ++na;
+                attrs[1].id = cudaLaunchAttributeCooperative;
+                attrs[1].val.cooperative = 1;
+                cfg.numAttrs = 2;
               }
-              cfg.attrs = attrs;
-              cfg.numAttrs = na;
               int max_clusters = -1;
               cudaOccupancyMaxActiveClusters(&max_clusters, cluster_probe, &cfg);
               cudaGetLastError();
-              cfg.stream = 0;
               cudaError_t e = cudaLaunchKernelEx(&cfg, cluster_probe, n, syncs, gs, clk, sink);
               if (e == cudaSuccess) e = cudaDeviceSynchronize();
               if (e != cudaSuccess) {
@@ -607,10 +597,8 @@ int one_shape(const Device& d, int experts, int topk, int tokens) {
 #if defined(SKE_BASELINE)
 // The benchmark's token counts, or LAB_AB_TOKENS=2500,3000.
 std::vector<int> ab_tokens() {
-  std::vector<int> tokens;
-  if (const char* list = std::getenv("LAB_AB_TOKENS"))
-    for (const char* q = list; *q; ++q)
-      if (q == list || q[-1] == ',') tokens.push_back(std::atoi(q));
+  const char* list = std::getenv("LAB_AB_TOKENS");
+  std::vector<int> tokens = list ? numbers(list) : std::vector<int>{};
   if (tokens.empty()) tokens = {1, 16, 128, 512, 2048, 4096, 16384, 32768, 65536};
   return tokens;
 }

@@ -855,9 +855,9 @@ struct MoeAlignPlan {
   int block;
   size_t smem;
   int per_warp;
-  int stage_pairs;  // kOneBlock and kExchange: see MoeAlignParams
-  bool packed_counts;  // kExchange: moe_align_kernel<kPackedCounts>
-  int cluster = 0;     // kExchange: blocks per thread-block cluster (moe_align_kernel<kCluster>), else 0
+  int stage_pairs = 0;        // kOneBlock and kExchange: see MoeAlignParams
+  bool packed_counts = false;  // kExchange: moe_align_kernel<kPackedCounts>
+  int cluster = 0;             // kExchange: blocks per thread-block cluster (moe_align_kernel<kCluster>), else 0
 };
 
 // Plan constants, from sweeps of every path and grid on an H200 (bench/NOTES.md, third to seventh sessions).
@@ -898,8 +898,6 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
                              int grid = 1, int threads = kBlockThreads, bool stage = false, bool pack = true) {
   MoeAlignPlan plan;
   plan.path = path;
-  plan.stage_pairs = 0;
-  plan.packed_counts = false;
   plan.grid = path == MoeAlignPath::kExchange && grid > 1 ? grid : 1;
   if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
   if (path == MoeAlignPath::kTiny) {

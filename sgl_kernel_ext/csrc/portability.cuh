@@ -174,6 +174,26 @@ inline gpuError_t launch_cooperative(Kernel kernel, int grid, int block, void** 
 #endif
 }
 
+#if !defined(SKE_HIP)
+// A launch configuration in clusters of `cluster` blocks along x: attrs[0] (the caller's
+// storage) holds the cluster size; the caller may add attributes after it.
+inline cudaLaunchConfig_t cluster_config(int grid, int block, int cluster, size_t smem, gpuStream_t stream,
+                                         cudaLaunchAttribute* attrs) {
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(grid);
+  config.blockDim = dim3(block);
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  attrs[0].id = cudaLaunchAttributeClusterDimension;
+  attrs[0].val.clusterDim.x = cluster;
+  attrs[0].val.clusterDim.y = 1;
+  attrs[0].val.clusterDim.z = 1;
+  config.attrs = attrs;
+  config.numAttrs = 1;
+  return config;
+}
+#endif
+
 // A cooperative launch in clusters of `cluster` blocks along x.
 template <typename Kernel>
 inline gpuError_t launch_cooperative_clusters(Kernel kernel, int grid, int block, int cluster, void** args,
@@ -181,46 +201,12 @@ inline gpuError_t launch_cooperative_clusters(Kernel kernel, int grid, int block
 #if defined(SKE_HIP)
   return hipErrorNotSupported;
 #else
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(grid);
-  config.blockDim = dim3(block);
-  config.dynamicSmemBytes = smem;
-  config.stream = stream;
   cudaLaunchAttribute attrs[2];
-  attrs[0].id = cudaLaunchAttributeClusterDimension;
-  attrs[0].val.clusterDim.x = cluster;
-  attrs[0].val.clusterDim.y = 1;
-  attrs[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t config = cluster_config(grid, block, cluster, smem, stream, attrs);
   attrs[1].id = cudaLaunchAttributeCooperative;
   attrs[1].val.cooperative = 1;
-  config.attrs = attrs;
   config.numAttrs = 2;
   return cudaLaunchKernelExC(&config, reinterpret_cast<const void*>(kernel), args);
-#endif
-}
-
-// Blocks of a cluster launch (clusters of `cluster` blocks) that the device holds at once.
-template <typename Kernel>
-inline gpuError_t max_cluster_blocks(int* out, Kernel kernel, int block, int cluster, size_t smem) {
-#if defined(SKE_HIP)
-  *out = 0;
-  return hipSuccess;
-#else
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(cluster);
-  config.blockDim = dim3(block);
-  config.dynamicSmemBytes = smem;
-  cudaLaunchAttribute attr;
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = cluster;
-  attr.val.clusterDim.y = 1;
-  attr.val.clusterDim.z = 1;
-  config.attrs = &attr;
-  config.numAttrs = 1;
-  int clusters = 0;
-  const gpuError_t err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &config);
-  *out = clusters * cluster;
-  return err;
 #endif
 }
 
@@ -233,13 +219,31 @@ inline gpuError_t launch_plain(Kernel kernel, int grid, int block, void** args, 
 #endif
 }
 
+// Blocks of `block` threads and `smem` bytes that the whole device (sm_count multiprocessors)
+// holds at once, launched in clusters of `cluster` blocks where it is > 1 (none on HIP).
 template <typename Kernel>
-inline gpuError_t max_blocks_per_sm(int* out, Kernel kernel, int block, size_t smem) {
+inline gpuError_t max_coresident_blocks(int* out, Kernel kernel, int block, size_t smem, int cluster, int sm_count) {
+  *out = 0;
 #if defined(SKE_HIP)
-  return hipOccupancyMaxActiveBlocksPerMultiprocessor(out, kernel, block, smem);
+  if (cluster > 1) return hipSuccess;
+  int per_sm = 0;
+  const gpuError_t err = hipOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem);
+  *out = per_sm * sm_count;
 #else
-  return cudaOccupancyMaxActiveBlocksPerMultiprocessor(out, kernel, block, smem);
+  gpuError_t err;
+  if (cluster > 1) {
+    cudaLaunchAttribute attr;
+    const cudaLaunchConfig_t config = cluster_config(cluster, block, cluster, smem, nullptr, &attr);
+    int clusters = 0;
+    err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &config);
+    *out = clusters * cluster;
+  } else {
+    int per_sm = 0;
+    err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, smem);
+    *out = per_sm * sm_count;
+  }
 #endif
+  return err;
 }
 
 template <typename Kernel>

@@ -42,14 +42,8 @@ int coresident_blocks(Kernel kernel, int device, int block, size_t smem, int clu
   auto it = cache.find(key);
   if (it != cache.end()) return it->second;
   int blocks = 0;
-  ske::gpuError_t err;
-  if (cluster > 1) {
-    err = ske::max_cluster_blocks(&blocks, kernel, block, cluster, smem);
-  } else {
-    int per_sm = 0;
-    err = ske::max_blocks_per_sm(&per_sm, kernel, block, smem);
-    blocks = per_sm * device_limits(device).sm_count;
-  }
+  const ske::gpuError_t err =
+      ske::max_coresident_blocks(&blocks, kernel, block, smem, cluster, device_limits(device).sm_count);
   TORCH_CHECK(err == ske::kGpuSuccess, "sgl_kernel_ext: occupancy query failed: ", ske::error_string(err));
   cache.emplace(key, blocks);
   return blocks;
