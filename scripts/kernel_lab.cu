@@ -7,6 +7,7 @@
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   /tmp/kernel_lab cluster  # cluster barrier and distributed-shared-memory read costs (sm_90)
+//   /tmp/kernel_lab ifetch   # cycles to run straight-line code once (instruction fetch), cold and warm
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
 //   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved (LAB_AB_TOKENS=...)
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
@@ -537,6 +538,72 @@ int cluster_costs(const Device& d) {
   return 0;
 }
 
+// Straight-line code run `passes` times in one launch: cycles per pass, the first
+// pass with the code cold in the multiprocessor's instruction caches, the later
+// ones warm. kInstr multiply-adds in 8 independent chains (16 bytes each).
+template <int kInstr>
+__global__ void ifetch_probe(long long* clk, int passes, uint32_t seed, int* sink) {
+  uint32_t x[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) x[j] = seed + threadIdx.x * (j + 1);
+  const uint32_t k = seed | 1;
+  long long t = clock64();
+#pragma unroll 1
+  for (int pass = 0; pass < passes; ++pass) {
+#pragma unroll
+    for (int i = 0; i < kInstr / 8; ++i)
+#pragma unroll
+      for (int j = 0; j < 8; ++j) asm volatile("mad.lo.u32 %0, %0, %1, %2;" : "+r"(x[j]) : "r"(k), "r"(i + j));
+    __syncthreads();
+    const long long t1 = clock64();
+    if (threadIdx.x == 0 && pass < 4) clk[blockIdx.x * 4 + pass] = t1 - t;
+    t = t1;
+  }
+  uint32_t all = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) all ^= x[j];
+  if (all == 0x12345678u) sink[0] = 1;
+}
+
+// Is a kernel that runs once per launch bound by fetching its instructions? Cycles
+// per pass of kInstr instructions, first (cold) and second (warm) pass, over grids
+// and block sizes: the code's bytes over the cold pass's cycles is the fetch rate.
+template <int kInstr>
+void ifetch_rows(const Device& d, long long* clk, int* sink) {
+  for (int threads : {32, 256, 512})
+    for (int grid : {1, 8, 66, 132, 264}) {
+      if (grid > 132 && threads > 256) continue;
+      std::vector<long long> h(grid * 4);
+      for (int launch = 0; launch < 2; ++launch) {  // the second launch right after the first
+        ifetch_probe<kInstr><<<grid, threads>>>(clk, 2, 7u + launch, sink);
+        if (launch == 0) continue;
+        CK(cudaDeviceSynchronize());
+      }
+      CK(cudaMemcpy(h.data(), clk, h.size() * 8, cudaMemcpyDeviceToHost));
+      long long cold = 0, warm = 0;
+      for (int b = 0; b < grid; ++b) {
+        cold = std::max(cold, h[b * 4]);
+        warm = std::max(warm, h[b * 4 + 1]);
+      }
+      const double us = graph_us([&](cudaStream_t s) { ifetch_probe<kInstr><<<grid, threads, 0, s>>>(clk, 1, 9u, sink); });
+      std::printf("ifetch,%d,%d,%d,%d,%lld,%lld,%.1f,%.2f\n", kInstr, kInstr * 16, grid, threads, cold, warm,
+                  double(cold - warm) / (kInstr * 16 / 128), us);
+      std::fflush(stdout);
+    }
+}
+
+int ifetch_costs(const Device& d) {
+  long long* clk;
+  int* sink;
+  CK(cudaMalloc(&clk, 4096 * 4 * 8));
+  CK(cudaMalloc(&sink, 4));
+  std::printf("what,instr,bytes,grid,threads,cold_cycles,warm_cycles,extra_cycles_per_128B_line,graph_us_one_pass\n");
+  ifetch_rows<512>(d, clk, sink);
+  ifetch_rows<2048>(d, clk, sink);
+  ifetch_rows<4096>(d, clk, sink);
+  return 0;
+}
+
 int floor_costs(const Device& d) {
   std::printf("what,grid,us\n");
   std::printf("empty_kernel,1,%.2f\n", graph_us([](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); }));
@@ -735,6 +802,7 @@ int main(int argc, char** argv) {
   if (what == "time") return time_plans(d);
   if (what == "floor") return floor_costs(d);
   if (what == "cluster") return cluster_costs(d);
+  if (what == "ifetch") return ifetch_costs(d);
   if (what == "one" && argc == 5) return one_shape(d, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
 #if defined(SKE_PHASE_CLOCKS)
   if (what == "phases") return phases(d);
@@ -742,6 +810,6 @@ int main(int argc, char** argv) {
 #if defined(SKE_BASELINE)
   if (what == "ab") return ab(d);
 #endif
-  std::fprintf(stderr, "usage: kernel_lab check|time|floor|one E K T\n");
+  std::fprintf(stderr, "usage: kernel_lab check|time|floor|cluster|ifetch|phases|ab|one E K T\n");
   return 2;
 }
