@@ -731,8 +731,8 @@ int phases(const Device& d) {
                           {"DeepSeek-V3", 256, 8, 16384, 0, true}, {"DeepSeek-V3", 256, 8, 65536, 0, true},
                           {"Qwen3-Next", 512, 10, 65536, 0, true}};
   std::printf(
-      "shape,tokens,grid,threads,stage_pairs,block,p0-1 count,p1-2 rows,p2-3 barrier,p3-4 sum,p4-5 scan,p5-6 ends,"
-      "p6-7 place,total\n");
+      "shape,tokens,grid,threads,cluster,stage_pairs,block,p0-1 count,p1-2 rows,p2-3 barrier,p3-4 sum,p4-5 scan,p5-6 ends,"
+      "p6-7 place,total,p3-8\n");
   for (const auto& sh : shapes) {
     Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
     const auto ids = make_ids(c, rng);
@@ -741,7 +741,8 @@ int phases(const Device& d) {
                                     : ske::plan_for(ske::MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, sh.grid);
     Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, chosen.grid);
     for (bool stage : {true, false}) {
-      const auto plan = ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block, stage);
+      auto plan = ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block, stage, !chosen.cluster);
+      plan.cluster = chosen.cluster;  // plan_for leaves it 0: the chosen plan's clusters
       if (stage && !plan.stage_pairs) continue;
       std::vector<long long> clk(4096 * 16);
       for (int rep = 0; rep < 3; ++rep) {
@@ -751,9 +752,10 @@ int phases(const Device& d) {
       CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
       for (int b : {0, plan.grid / 2, plan.grid - 1}) {
         const long long* t = &clk[b * 16];
-        std::printf("%s,%d,%d,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.grid,
-                    plan.block, plan.stage_pairs, b, t[1] - t[0], t[2] - t[1], sh.exchange ? t[3] - t[2] : 0,
-                    sh.exchange ? t[4] - t[3] : t[4] - t[2], t[5] - t[4], t[6] - t[5], t[7] - t[6], t[7] - t[0]);
+        std::printf("%s,%d,%d,%d,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.grid,
+                    plan.block, plan.cluster, plan.stage_pairs, b, t[1] - t[0], t[2] - t[1], sh.exchange ? t[3] - t[2] : 0,
+                    sh.exchange ? t[4] - t[3] : t[4] - t[2], t[5] - t[4], t[6] - t[5], t[7] - t[6], t[7] - t[0],
+                    t[8] ? t[8] - t[3] : 0);  // t[8]: a lab variant's extra mark
         if (plan.grid == 1) break;
       }
     }
@@ -790,6 +792,7 @@ int main(int argc, char** argv) {
   Device d;
   CK(cudaSetDevice(0));
   CK(ske::query_device(0, &d.dev));
+  if (std::getenv("LAB_NO_CLUSTERS")) d.dev.clusters = false;  // the plain exchange where clusters would be planned
   for (const auto kernel : ske::moe_align_launch_sized_kernels<int32_t, 32>())
     CK(ske::allow_dynamic_smem(kernel, d.dev.smem_per_block_optin));
   for (const auto kernel : ske::moe_align_launch_sized_kernels<int64_t, 32>())
