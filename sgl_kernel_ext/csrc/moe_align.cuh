@@ -31,6 +31,9 @@
 //        and places every pair at start[bucket] + lower blocks + lower warps +
 //        lower lanes; with kStage (large slices over many buckets) through a
 //        sorted copy of the slice in shared memory, so that stores are adjacent.
+//   Code size is time here: each launch runs most instructions once, every
+//   multiprocessor fetching them cold, so loops that run a few times per thread
+//   stay rolled (#pragma unroll 1) and index math is 32-bit where it fits.
 //   With pad_sorted_token_ids a single block fills the whole sorted buffer with
 //   numel first (its barriers order that before the placement); an exchange
 //   fills only the slots no pair lands in, since nothing orders another block's
@@ -187,11 +190,13 @@ __device__ int2 padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_
   const int per_thread = (n + blockDim.x - 1) / blockDim.x;
   const int lo = min(n, tid * per_thread), hi = min(n, lo + per_thread);
   int run = 0, local_run = 0;
+#pragma unroll 1
   for (int e = lo; e < hi; ++e) {
     run += round_up_to_block(p, count[e]);
     if constexpr (kLocal) local_run += local[e];
   }
   const int2 totals = block_exclusive_scan2<kWarpSize>(run, local_run, scan);
+#pragma unroll 1
   for (int e = lo; e < hi; ++e) {
     start[e] = run;
     run += round_up_to_block(p, count[e]);
@@ -298,6 +303,7 @@ __device__ inline void sum_cluster_counts(int32_t* mine, int N, int cluster, int
                                           int32_t* cluster_counts) {
   const int rank = static_cast<int>(blockIdx.x) % cluster;
   int32_t* row = cluster_counts + static_cast<int64_t>(blockIdx.x / cluster) * N;
+#pragma unroll 1
   for (int e = threadIdx.x; e < N; e += blockDim.x) {
     int v[kMaxClusterBlocks];  // loads from every block of the cluster in flight at once
 #pragma unroll
@@ -320,6 +326,7 @@ template <int kBatch>
 __device__ void add_cluster_rows(const int32_t* cluster_counts, int N, int cluster, int32_t* before,
                                  int32_t* count) {
   const int clusters = gridDim.x / cluster, mine = blockIdx.x / cluster;
+#pragma unroll 1
   for (int e = threadIdx.x; e < N; e += blockDim.x) {
     int below = before[e], all = 0;
     for (int c0 = 0; c0 < clusters; c0 += kBatch) {
@@ -682,9 +689,12 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   SKE_PHASE(0);
   // One block: fill the whole buffer now, the block barriers order it before the placement.
   if (p.pad_sorted_token_ids && !exchange) fill_range(p.sorted_token_ids, 0, p.sorted_len, p.numel, gtid, gthreads);
+#pragma unroll 1
   for (int i = tid; i < (warps + 2) * N; i += bdim) smem[i] = 0;
-  if constexpr (kStage)
+  if constexpr (kStage) {
+#pragma unroll 1
     for (int i = tid; i < warps * N; i += bdim) peers_of[i] = 0;
+  }
   __syncthreads();
 
   const uint32_t per_warp = static_cast<uint32_t>(p.per_warp);
@@ -710,6 +720,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
 
   // Offsets of the warps inside the block; the block's pairs per bucket.
   constexpr int kMaxWarps = kMaxBlockThreads / kWarpSize;
+#pragma unroll 1
   for (int e = tid; e < N; e += bdim) {
     int c[kMaxWarps];
 #pragma unroll
@@ -759,6 +770,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   const int2 totals = padded_exclusive_scan<kWarpSize, kStage>(p, count, start, local, N, scan);
   const int total = totals.x, staged_pairs = totals.y;
   SKE_PHASE(5);
+#pragma unroll 1
   for (int e = tid; e < N; e += bdim) {
     before[e] += start[e];  // where this block's pairs of bucket e begin
     // What upstream's atomics leave there: where each bucket's real pairs end.
@@ -771,6 +783,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
 
   // 4. expert_ids, grid-stride.
   const int num_m_blocks = p.block_shift >= 0 ? total >> p.block_shift : total / p.block_size;
+#pragma unroll 1
   for (int64_t m = gtid; m < num_m_blocks; m += gthreads) {
     const int pos = static_cast<int>(m) * p.block_size;
     int lo = 0, hi = N;  // first bucket whose end is past pos
@@ -786,8 +799,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // Exchange: no barrier orders other blocks' placement, so fill only the slots no pair
   // lands in: each bucket's padding (a warp per bucket, over the grid), then the tail.
   if (p.pad_sorted_token_ids && exchange) {
-    const int64_t gwarp = static_cast<int64_t>(blockIdx.x) * warps + warp;
-    for (int64_t e = gwarp; e < N; e += static_cast<int64_t>(gridDim.x) * warps) {
+#pragma unroll 1
+    for (int e = blockIdx.x * warps + warp; e < N; e += gridDim.x * warps) {
+#pragma unroll 1
       for (int s = start[e] + count[e] + lane; s < start[e + 1]; s += kWarpSize) p.sorted_token_ids[s] = p.numel;
     }
     fill_range(p.sorted_token_ids, total, p.sorted_len, p.numel, gtid, gthreads);
