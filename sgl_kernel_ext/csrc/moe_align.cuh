@@ -541,6 +541,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   int32_t* my_row = rows + warp * N;
 
   SKE_PHASE(0);
+#pragma unroll 1
   for (int i = tid; i < warps * N; i += T) {
     rows[i] = 0;
     peers[i] = 0;
@@ -567,9 +568,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   const int per_thread = (N + T - 1) / T;
   const int lo = min(N, tid * per_thread), hi = min(N, lo + per_thread);
   int pairs = 0, padded = 0;
+#pragma unroll 1
   for (int e = lo; e < hi; ++e) {
     int run = 0;
     int w = 0;
+#pragma unroll 1
     for (; w + 4 <= warps; w += 4) {  // four loads in flight
       const int c0 = rows[w * N + e], c1 = rows[(w + 1) * N + e], c2 = rows[(w + 2) * N + e],
                 c3 = rows[(w + 3) * N + e];
@@ -591,6 +594,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   }
   const int2 totals = block_exclusive_scan2<kWarpSize>(pairs, padded, scan);
   const int total = totals.y;
+#pragma unroll 1
   for (int e = lo; e < hi; ++e) {
     const int c = cstart[e], size = round_up_to_block(p, c);
     cstart[e] = pairs;
