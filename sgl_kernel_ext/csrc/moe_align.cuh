@@ -373,7 +373,8 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
   const int n8 = (n + 7) / 8 * 8;  // <= T: entries past n hold key N and size 0
   const int own_lo = min(p.sorted_len, static_cast<int>(blockIdx.x) * p.tiny_share);  // this block's slots
   const int own_hi = min(p.sorted_len, own_lo + p.tiny_share);
-  const int key = bucket_key(p, tid, n, invalid_bucket_key(p));  // in flight during the fill (measured 2.5% faster than after it)
+  // In flight during the fill (measured 2.5% faster than after it).
+  const int key = bucket_key(p, tid, n, invalid_bucket_key(p));
   if (p.pad_sorted_token_ids) fill_range(p.sorted_token_ids, own_lo, own_hi, p.numel, tid, T);
   keys[tid] = key;
   __syncthreads();
