@@ -118,10 +118,9 @@ __device__ __forceinline__ void grid_sync() { cooperative_groups::this_grid().sy
 #define SKE_CLUSTERS 1
 #endif
 
-__device__ __forceinline__ void cluster_sync() {
-#if defined(SKE_CLUSTERS)
-  cooperative_groups::this_cluster().sync();
-#elif defined(SKE_HIP)
+// Where clusters are never launched: reaching cluster code is a planning bug.
+__device__ __forceinline__ void no_clusters_here() {
+#if defined(SKE_HIP)
   __builtin_trap();
 #else
   __trap();
@@ -132,32 +131,30 @@ __device__ __forceinline__ void cluster_sync() {
 __device__ __forceinline__ void cluster_arrive() {
 #if defined(SKE_CLUSTERS)
   asm volatile("barrier.cluster.arrive.aligned;\n" ::: "memory");
-#elif defined(SKE_HIP)
-  __builtin_trap();
 #else
-  __trap();
+  no_clusters_here();
 #endif
 }
 
 __device__ __forceinline__ void cluster_wait() {
 #if defined(SKE_CLUSTERS)
   asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
-#elif defined(SKE_HIP)
-  __builtin_trap();
 #else
-  __trap();
+  no_clusters_here();
 #endif
+}
+
+__device__ __forceinline__ void cluster_sync() {
+  cluster_arrive();
+  cluster_wait();
 }
 
 template <typename T>
 __device__ __forceinline__ T* cluster_peer(T* shared, int rank) {
 #if defined(SKE_CLUSTERS)
   return cooperative_groups::this_cluster().map_shared_rank(shared, rank);
-#elif defined(SKE_HIP)
-  __builtin_trap();
-  return shared;
 #else
-  __trap();
+  no_clusters_here();
   return shared;
 #endif
 }
