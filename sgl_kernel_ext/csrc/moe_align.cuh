@@ -927,13 +927,16 @@ inline int max_supported_buckets(const DeviceLimits& dev) {
 // stage: moe_align_kernel<kStage> where the slice fits shared memory. pack: 16-bit counts where
 // the sum over blocks would take several rounds of loads and a slice's counts fit; measured,
 // packing where one round suffices is slower (bench/NOTES.md, fifth session). Not on 64-wide
-// waves: there the packed sum spills SGPRs (gfx90a, compile report).
+// waves: there the packed sum spills SGPRs (gfx90a, compile report). cluster: an exchange in
+// thread-block clusters of that many blocks (moe_align_kernel<kCluster>, which has no packed counts).
 inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, const DeviceLimits& dev, int warp_size,
-                             int grid = 1, int threads = kBlockThreads, bool stage = false, bool pack = true) {
+                             int grid = 1, int threads = kBlockThreads, bool stage = false, bool pack = true,
+                             int cluster = 0) {
   MoeAlignPlan plan;
   plan.path = path;
   plan.grid = path == MoeAlignPath::kExchange && grid > 1 ? grid : 1;
   if (path == MoeAlignPath::kExchange && plan.grid == 1) plan.path = MoeAlignPath::kOneBlock;
+  if (plan.path == MoeAlignPath::kExchange && cluster > 1) plan.cluster = cluster;
   if (path == MoeAlignPath::kTiny) {
     plan.grid = std::max(1, grid);
     plan.block = kBlockThreads;
@@ -959,7 +962,8 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   const int64_t slice = int64_t(warps) * plan.per_warp;
   if (stage && moe_align_smem_bytes(warps, num_buckets, warp_size, slice) <= size_t(dev.smem_per_block_optin))
     plan.stage_pairs = static_cast<int>(slice);
-  const bool packable = pack && plan.path == MoeAlignPath::kExchange && warp_size == 32 && slice <= 0xffff;
+  const bool packable = pack && plan.path == MoeAlignPath::kExchange && plan.cluster == 0 && warp_size == 32 &&
+                        slice <= 0xffff;
   plan.packed_counts = packable && sum_passes(num_buckets, plan.grid, plan.block, warp_size) > 1;
   plan.smem = moe_align_smem_bytes(warps, num_buckets, warp_size, plan.stage_pairs);
   return plan;
@@ -999,16 +1003,15 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025).
     const bool stage = numel >= tuning.cluster_stage_min_pairs;
     const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
-    MoeAlignPlan shape = plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size, 1, threads);
-    shape.path = MoeAlignPath::kExchange;
-    shape.cluster = tuning.cluster_size;
+    // One cluster's worth of blocks: the block and shared memory of any grid (unstaged).
+    const MoeAlignPlan shape = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
+                                        tuning.cluster_size, threads, false, false, tuning.cluster_size);
     int64_t grid = std::min<int64_t>(tuning.max_grid_wide, numel / tuning.cluster_pairs_per_block);
     grid = std::min<int64_t>(grid, max_coresident(shape)) / tuning.cluster_size * tuning.cluster_size;
     if (grid >= tuning.cluster_min_grid) {
       for (bool staged : {stage, false}) {
-        MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
-                                     static_cast<int>(grid), threads, staged, false);
-        plan.cluster = tuning.cluster_size;
+        const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
+                                           static_cast<int>(grid), threads, staged, false, tuning.cluster_size);
         if (max_coresident(plan) >= plan.grid) return plan;
       }
     }
