@@ -65,7 +65,6 @@ struct MoeAlignParams {
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
   int32_t tiny_share;   // moe_align_tiny_kernel: slots of sorted_token_ids per block, a multiple of 4
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
-  int32_t cluster;   // moe_align_kernel<kCluster>: blocks per thread-block cluster
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
 };
@@ -296,13 +295,14 @@ __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* be
 // Exchange in clusters, first level (before the grid barrier): each block's counts
 // are in its own shared memory (mine); before[e] and count[e] become the pairs of
 // the cluster's lower blocks and of the whole cluster, and the cluster's first block
-// publishes the cluster's counts as row blockIdx.x / cluster of cluster_counts.
+// publishes the cluster's counts as its row (cluster_index()) of cluster_counts. The cluster's
+// shape comes from the launch (special registers), not from a parameter.
 constexpr int kMaxClusterBlocks = 8;
 
-__device__ inline void sum_cluster_counts(int32_t* mine, int N, int cluster, int32_t* before, int32_t* count,
+__device__ inline void sum_cluster_counts(int32_t* mine, int N, int32_t* before, int32_t* count,
                                           int32_t* cluster_counts) {
-  const int rank = static_cast<int>(blockIdx.x) % cluster;
-  int32_t* row = cluster_counts + static_cast<int64_t>(blockIdx.x / cluster) * N;
+  const int rank = cluster_rank(), cluster = cluster_blocks();
+  int32_t* row = cluster_counts + cluster_index() * N;
 #pragma unroll 1
   for (int e = threadIdx.x; e < N; e += blockDim.x) {
     int v[kMaxClusterBlocks];  // loads from every block of the cluster in flight at once
@@ -323,9 +323,8 @@ __device__ inline void sum_cluster_counts(int32_t* mine, int N, int cluster, int
 // Second level (after the grid barrier): adds the lower clusters' pairs to before[e]
 // and makes count[e] the pairs of all clusters.
 template <int kBatch>
-__device__ void add_cluster_rows(const int32_t* cluster_counts, int N, int cluster, int32_t* before,
-                                 int32_t* count) {
-  const int clusters = gridDim.x / cluster, mine = blockIdx.x / cluster;
+__device__ void add_cluster_rows(const int32_t* cluster_counts, int N, int32_t* before, int32_t* count) {
+  const int clusters = cluster_count(), mine = cluster_index();
 #pragma unroll 1
   for (int e = threadIdx.x; e < N; e += blockDim.x) {
     int below = before[e], all = 0;
@@ -754,11 +753,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // 2. Exchange: one grid barrier (it orders the stores above before the loads below).
   if constexpr (kCluster) {  // launched as an exchange only
     cluster_sync();
-    sum_cluster_counts(start, N, p.cluster, before, count, p.block_counts);
+    sum_cluster_counts(start, N, before, count, p.block_counts);
     cluster_arrive();  // done with the cluster's shared memory (cluster_wait below)
     grid_sync();
     SKE_PHASE(3);
-    add_cluster_rows<16>(p.block_counts, N, p.cluster, before, count);
+    add_cluster_rows<16>(p.block_counts, N, before, count);
   } else if (exchange) {
     grid_sync();
     SKE_PHASE(3);
@@ -1104,7 +1103,6 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.key_bits = bit_width(p.num_buckets);
   p.block_shift = log2_if_power_of_two(p.block_size);
   p.tiny_share = (p.sorted_len + 4 * plan.grid - 1) / (4 * plan.grid) * 4;
-  p.cluster = plan.cluster;
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
     return launch_plain(moe_align_tiny_kernel<IdT>, plan.grid, plan.block, args, plan.smem, stream);

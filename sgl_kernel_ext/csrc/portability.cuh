@@ -149,6 +149,29 @@ __device__ __forceinline__ void cluster_sync() {
   cluster_wait();
 }
 
+// The launch's cluster shape, from special registers (clusters along x): this block's
+// rank in its cluster, the cluster's blocks, the cluster's index in the grid, and the
+// grid's clusters.
+__device__ __forceinline__ int cluster_special_register(int which) {
+#if defined(SKE_CLUSTERS)
+  uint32_t v = 0;
+  switch (which) {
+    case 0: asm("mov.u32 %0, %%cluster_ctarank;" : "=r"(v)); break;
+    case 1: asm("mov.u32 %0, %%cluster_nctarank;" : "=r"(v)); break;
+    case 2: asm("mov.u32 %0, %%clusterid.x;" : "=r"(v)); break;
+    default: asm("mov.u32 %0, %%nclusterid.x;" : "=r"(v)); break;
+  }
+  return static_cast<int>(v);
+#else
+  no_clusters_here();
+  return which;
+#endif
+}
+__device__ __forceinline__ int cluster_rank() { return cluster_special_register(0); }
+__device__ __forceinline__ int cluster_blocks() { return cluster_special_register(1); }
+__device__ __forceinline__ int cluster_index() { return cluster_special_register(2); }
+__device__ __forceinline__ int cluster_count() { return cluster_special_register(3); }
+
 template <typename T>
 __device__ __forceinline__ T* cluster_peer(T* shared, int rank) {
 #if defined(SKE_CLUSTERS)
