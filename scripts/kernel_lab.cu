@@ -5,6 +5,7 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc scripts/kernel_lab.cu -o /tmp/kernel_lab
 //   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
+//   /tmp/kernel_lab small    # the default plan against grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   /tmp/kernel_lab cluster  # cluster barrier and distributed-shared-memory read costs (sm_90)
 //   /tmp/kernel_lab ifetch   # cycles to run straight-line code once (instruction fetch), cold and warm
@@ -266,6 +267,9 @@ int check(const Device& d) {
           const auto clustered = ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32,
                                                8 * (2 + int(rng() % 11)), threads, stage, false, 8);
           if (clustered.grid <= coresident_blocks(d, clustered)) plans.push_back(clustered);
+          const int blocks = 2 + int(rng() % 7);  // a grid of one cluster
+          plans.push_back(
+              ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, blocks, threads, stage, false, blocks));
         }
       }
     }
@@ -401,6 +405,52 @@ int time_plans(const Device& d) {
       std::fflush(stdout);
     }
   }
+  return 0;
+}
+
+// Small exchanges: the default plan against grids of one cluster (2-8 blocks, no grid
+// barrier), on the benchmark's routings, block sizes 16 and 64, uniform and skewed routing.
+int one_cluster_sweep(const Device& d) {
+  std::mt19937_64 rng(4321);
+  const Routing routings[] = {{"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2},
+                              {"Kimi-K2", 384, 8},     {"Qwen3-Next", 512, 10}};
+  const char* only = std::getenv("LAB_TOKENS");
+  const std::vector<int> tokens_set = only ? numbers(only) : std::vector<int>{128, 256, 512, 1024, 2048, 4096, 8192};
+  const char* only_routings = std::getenv("LAB_ROUTINGS");
+  std::printf("routing,tokens,bs,dist,plan,grid,threads,stage,us\n");
+  for (const auto& rt : routings)
+    for (int tokens : tokens_set) {
+      if (only_routings && !std::strstr(only_routings, rt.name)) continue;
+      for (int bs : {16, 64})
+        for (const char* dist : {"uniform", "skewed"}) {
+          Case c{tokens, rt.topk, rt.experts + 1, bs, true, false, false, dist};
+          const auto ids = make_ids(c, rng);
+          const int numel = int(ids.size());
+          std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
+          plans.push_back({"default", default_plan(d, numel, c.N, bs)});
+          for (int g : {2, 4, 8})
+            for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
+              for (bool stage : {false, true}) {
+                const auto plan =
+                    ske::plan_for(ske::MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads, stage, false, g);
+                if (stage && !plan.stage_pairs) continue;
+                if (g <= coresident_blocks(d, plan)) plans.push_back({"one_cluster", plan});
+              }
+          Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, 132);
+          for (const auto& named : plans) {
+            const std::string& name = named.first;
+            const ske::MoeAlignPlan& plan = named.second;
+            const std::string err = check_plan<int32_t>(c, ids, plan);
+            const auto p = r.params(c.N, bs, true, false);
+            const double us =
+                err.empty() ? graph_us([&](cudaStream_t s) { CK(ske::launch_moe_align<int32_t, 32>(p, plan, s)); }) : -1;
+            std::printf("%s,%d,%d,%s,%s,%d,%d,%d,%.2f%s\n", rt.name, tokens, bs, dist, name.c_str(), plan.grid,
+                        plan.block, plan.stage_pairs > 0, us, err.empty() ? "" : ",WRONG");
+          }
+          release(r);
+          std::fflush(stdout);
+        }
+    }
   return 0;
 }
 
@@ -757,29 +807,32 @@ int phases(const Device& d) {
     }
     release(r);
   }
-  std::printf("staged,tokens,block,p0-1 load,p1-2 rank,p2-3 scan,p3-4 stage,p4-5 write,total\n");
+  std::printf("staged,tokens,dist,bs,threads,p0-1 load,p1-2 rank,p2-3 scan,p3-4 stage,p4-5 write,total\n");
   const Shape staged_shapes[] = {{"DeepSeek-V3", 256, 8, 16, 1, false},  {"DeepSeek-V3", 256, 8, 128, 1, false},
-                                 {"DeepSeek-V3", 256, 8, 512, 1, false}, {"DeepSeek-V3", 256, 8, 2048, 1, false},
-                                 {"Mixtral", 8, 2, 2048, 1, false},      {"Qwen3-Next", 512, 10, 512, 1, false}};
-  for (const auto& sh : staged_shapes) {
-    Case c{sh.tokens, sh.topk, sh.experts + 1, 64, true, false, false, "uniform"};
-    const auto ids = make_ids(c, rng);
-    const int numel = int(ids.size());
-    const auto plan =
-        ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, 64), d.dev, 32, [](const ske::MoeAlignPlan&) { return 1; });
-    if (plan.path != ske::MoeAlignPath::kStaged) continue;
-    Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, 1);
-    std::vector<long long> clk(16);
-    for (int rep = 0; rep < 3; ++rep) {
-      CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, 64, true, false), plan, 0));
-      CK(cudaDeviceSynchronize());
-    }
-    CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
-    const long long* t = clk.data();
-    std::printf("%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.block, t[1] - t[0], t[2] - t[1],
-                t[3] - t[2], t[4] - t[3], t[5] - t[4], t[5] - t[0]);
-    release(r);
-  }
+                                 {"DeepSeek-V3", 256, 8, 512, 1, false}, {"Qwen3-MoE", 128, 8, 512, 1, false},
+                                 {"Mixtral", 8, 2, 2048, 1, false},      {"Qwen3-Next", 512, 10, 128, 1, false},
+                                 {"Qwen3-Next", 512, 10, 512, 1, false}};
+  for (const auto& sh : staged_shapes)
+    for (const char* dist : {"uniform", "skewed"})
+      for (int bs : {16, 64}) {
+        Case c{sh.tokens, sh.topk, sh.experts + 1, bs, true, false, false, dist};
+        const auto ids = make_ids(c, rng);
+        const int numel = int(ids.size());
+        const auto plan = ske::plan_moe_align(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32,
+                                              [](const ske::MoeAlignPlan&) { return 1; });
+        if (plan.path != ske::MoeAlignPath::kStaged) continue;
+        Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, 1);
+        std::vector<long long> clk(16);
+        for (int rep = 0; rep < 3; ++rep) {
+          CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, bs, true, false), plan, 0));
+          CK(cudaDeviceSynchronize());
+        }
+        CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
+        const long long* t = clk.data();
+        std::printf("%s,%d,%s,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, dist, bs, plan.block,
+                    t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4], t[5] - t[0]);
+        release(r);
+      }
   return 0;
 }
 #endif
@@ -799,6 +852,7 @@ int main(int argc, char** argv) {
   const std::string what = argc > 1 ? argv[1] : "check";
   if (what == "check") return check(d);
   if (what == "time") return time_plans(d);
+  if (what == "small") return one_cluster_sweep(d);
   if (what == "floor") return floor_costs(d);
   if (what == "cluster") return cluster_costs(d);
   if (what == "ifetch") return ifetch_costs(d);

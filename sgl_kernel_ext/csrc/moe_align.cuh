@@ -15,7 +15,8 @@
 //     order); described at the kernel.
 //   - one block: moe_align_kernel without the exchange (steps 1, 3, 4 below),
 //     where the staged path does not fit and there is no cooperative launch.
-//   - exchange (moe_align_kernel, cooperative launch, one grid barrier):
+//   - exchange (moe_align_kernel, cooperative launch, one grid barrier; or one
+//     thread-block cluster):
 //     1. The pair index space is cut into one slice per block and one chunk
 //        per warp. Each warp counts its chunk into its own row of a
 //        shared-memory histogram; the rows are scanned over the warps (stable:
@@ -23,9 +24,10 @@
 //     2. One grid barrier; each block sums, per bucket, the counts of the
 //        blocks below it and of all blocks (16-bit counts, two per load, where
 //        32-bit ones would take several rounds of loads: kPackedCounts). With
-//        kCluster (sm_90 and later, many buckets) in two levels: before the
-//        barrier over the blocks of its thread-block cluster, reading their
-//        shared memory, and after it over one row per cluster.
+//        kCluster (sm_90 and later) in two levels: before the barrier over the
+//        blocks of its thread-block cluster, reading their shared memory, and
+//        after it over one row per cluster. A grid of one cluster (mid-sized
+//        inputs) is a plain launch: the cluster barrier is its only one.
 //     3. Every block computes the padded exclusive cumsum over buckets itself.
 //     4. expert_ids grid-stride; each warp re-reads its chunk (registers or L2)
 //        and places every pair at start[bucket] + lower blocks + lower warps +
@@ -59,7 +61,8 @@ struct MoeAlignParams {
   int32_t numel;
   int32_t num_buckets;
   int32_t block_size;
-  int32_t block_shift;  // log2(block_size) when it is a power of two, else -1
+  uint32_t block_mul;   // n / block_size = (umulhi(n, block_mul) + n) >> block_shift (block_divisor)
+  int32_t block_shift;
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
@@ -110,10 +113,29 @@ constexpr int kSteps = 16;
 constexpr int kBlockThreads = 256;
 constexpr int kMaxBlockThreads = 512;
 
+// n / block_size for 0 <= n < 2^31, without a divide and without a branch on the block size
+// (a branch made the compiler keep two copies of every loop that divides). Granlund-Montgomery:
+// with l = ceil(log2 d) and mul = floor(2^32 (2^l - d) / d) + 1, n / d = (umulhi(n, mul) + n) >> l,
+// and the sum stays below 2^32 for n < 2^31.
+struct BlockDivisor {
+  uint32_t mul;
+  int32_t shift;
+};
+inline BlockDivisor block_divisor(int d) {
+  int l = 0;
+  while ((int64_t(1) << l) < d) ++l;
+  const uint64_t mul = (uint64_t(1) << 32) * ((uint64_t(1) << l) - uint64_t(d)) / uint64_t(d) + 1;
+  return {static_cast<uint32_t>(mul), l};
+}
+
+template <typename IdT>
+__device__ __forceinline__ int div_block(const MoeAlignParams<IdT>& p, int n) {
+  return static_cast<int>((__umulhi(static_cast<uint32_t>(n), p.block_mul) + static_cast<uint32_t>(n)) >> p.block_shift);
+}
+
 template <typename IdT>
 __device__ __forceinline__ int round_up_to_block(const MoeAlignParams<IdT>& p, int c) {
-  if (p.block_shift >= 0) return ((c + p.block_size - 1) >> p.block_shift) << p.block_shift;
-  return (c + p.block_size - 1) / p.block_size * p.block_size;
+  return div_block(p, c + p.block_size - 1) * p.block_size;
 }
 
 // out[lo, hi) = value, grid-stride, 16-byte stores for the aligned body.
@@ -295,14 +317,15 @@ __device__ void sum_block_counts(const int32_t* block_counts, int N, int32_t* be
 // Exchange in clusters, first level (before the grid barrier): each block's counts
 // are in its own shared memory (mine); before[e] and count[e] become the pairs of
 // the cluster's lower blocks and of the whole cluster, and the cluster's first block
-// publishes the cluster's counts as its row (cluster_index()) of cluster_counts. The cluster's
-// shape comes from the launch (special registers), not from a parameter.
+// publishes the cluster's counts as its row (cluster_index()) of cluster_counts (none:
+// a grid of one cluster). The cluster's shape comes from the launch (special registers),
+// not from a parameter.
 constexpr int kMaxClusterBlocks = 8;
 
 __device__ inline void sum_cluster_counts(int32_t* mine, int N, int32_t* before, int32_t* count,
                                           int32_t* cluster_counts) {
   const int rank = cluster_rank(), cluster = cluster_blocks();
-  int32_t* row = cluster_counts + cluster_index() * N;
+  int32_t* row = rank == 0 && cluster_counts ? cluster_counts + cluster_index() * N : nullptr;
 #pragma unroll 1
   for (int e = threadIdx.x; e < N; e += blockDim.x) {
     int v[kMaxClusterBlocks];  // loads from every block of the cluster in flight at once
@@ -316,7 +339,7 @@ __device__ inline void sum_cluster_counts(int32_t* mine, int N, int32_t* before,
     }
     before[e] = below;
     count[e] = all;
-    if (rank == 0) row[e] = all;
+    if (row) row[e] = all;
   }
 }
 
@@ -418,8 +441,8 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
   }
   if (key != N && start + rank >= own_lo && start + rank < own_hi) p.sorted_token_ids[start + rank] = tid;
   if (first) {
-    const int m_end = (start + my_padded) / p.block_size;
-    for (int m = start / p.block_size + blockIdx.x; m < m_end; m += gridDim.x) p.expert_ids[m] = key - 1;
+    const int m_end = div_block(p, start + my_padded);
+    for (int m = div_block(p, start) + blockIdx.x; m < m_end; m += gridDim.x) p.expert_ids[m] = key - 1;
   }
   __syncthreads();
   total = totals[0];
@@ -600,9 +623,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
     cstart[e] = pairs;
     if (blockIdx.x == 0) p.cumsum[e] = padded + c;
     const int2 info = make_int2(pairs - padded, padded + c);
-    const int m_end = (padded + size) / p.block_size;
-#pragma unroll 1
-    for (int m = padded / p.block_size; m < m_end; ++m) {
+    const int m_end = div_block(p, padded + size);
+    // Unrolled: a hot bucket's owner writes one entry per block of slots (skewed routing,
+    // block 16: up to ~150), and a rolled loop took ~35 cycles an entry.
+#pragma unroll 4
+    for (int m = div_block(p, padded); m < m_end; ++m) {
       m_info[m] = info;
       if (blockIdx.x == 0) p.expert_ids[m] = e - 1;
     }
@@ -630,7 +655,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   int32_t* out = p.sorted_token_ids;
   const int gtid = blockIdx.x * T + tid, gthreads = gridDim.x * T;
   const auto slot_value = [&](int s, int2 info) { return s < info.y ? staged[s + info.x] : numel; };
-  const auto info_of = [&](int s) { return m_info[p.block_shift >= 0 ? s >> p.block_shift : s / p.block_size]; };
+  const auto info_of = [&](int s) { return m_info[div_block(p, s)]; };
   if (p.pad_sorted_token_ids && p.block_size % 4 == 0 && (reinterpret_cast<uintptr_t>(out) & 15) == 0) {
     int4* out4 = reinterpret_cast<int4*>(out);
 #pragma unroll 1
@@ -752,12 +777,16 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
 
   // 2. Exchange: one grid barrier (it orders the stores above before the loads below).
   if constexpr (kCluster) {  // launched as an exchange only
+    // A grid of one cluster (a plain launch) needs no grid barrier and no second level.
+    const bool one_cluster = cluster_count() == 1;
     cluster_sync();
-    sum_cluster_counts(start, N, before, count, p.block_counts);
+    sum_cluster_counts(start, N, before, count, one_cluster ? nullptr : p.block_counts);
     cluster_arrive();  // done with the cluster's shared memory (cluster_wait below)
-    grid_sync();
-    SKE_PHASE(3);
-    add_cluster_rows<16>(p.block_counts, N, before, count);
+    if (!one_cluster) {
+      grid_sync();
+      SKE_PHASE(3);
+      add_cluster_rows<16>(p.block_counts, N, before, count);
+    }
   } else if (exchange) {
     grid_sync();
     SKE_PHASE(3);
@@ -786,7 +815,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   }
 
   // 4. expert_ids, grid-stride.
-  const int num_m_blocks = p.block_shift >= 0 ? total >> p.block_shift : total / p.block_size;
+  const int num_m_blocks = div_block(p, total);
 #pragma unroll 1
   for (int64_t m = gtid; m < num_m_blocks; m += gthreads) {
     const int pos = static_cast<int>(m) * p.block_size;
@@ -915,6 +944,13 @@ struct MoeAlignTuning {
   int cluster_min_grid = 72;          // from this many blocks (at 64 0.92-1.09 of without, at 16-48 slower);
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
+  // A grid of one cluster of cluster_size blocks (ninth session): no grid barrier, the blocks sum
+  // their counts through distributed shared memory alone. Over many buckets past the staged path's
+  int one_cluster_min_pairs = 5121;  // inputs from here (measured: 5,120 pairs staged 0.90-0.99 of
+  int one_cluster_max_pairs = 9216;  // one cluster) up to here (10,240 pairs 0.96-1.04 of the exchange);
+  int one_cluster_min_pairs_few_buckets = 2048;   // over few buckets from here (1,024 pairs: 1.0-1.1 of
+  int one_cluster_max_pairs_few_buckets = 16384;  // staged) up to here (32,768 pairs: 1.2 of the exchange),
+  int one_cluster_narrow_max_pairs = 2048;        // with 256-thread blocks up to here, 512 beyond.
 };
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
@@ -986,6 +1022,16 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     const int grid = std::min(dev.sm_count, std::max(write_grid, (num_buckets + kBlockThreads - 1) / kBlockThreads));
     return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size, grid);
   }
+  const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
+  const bool one_cluster =
+      many_buckets ? numel >= tuning.one_cluster_min_pairs && numel <= tuning.one_cluster_max_pairs
+                   : numel >= tuning.one_cluster_min_pairs_few_buckets && numel <= tuning.one_cluster_max_pairs_few_buckets;
+  if (dev.clusters && one_cluster && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks) {
+    const int threads = numel <= tuning.one_cluster_narrow_max_pairs ? kBlockThreads : kMaxBlockThreads;
+    const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, tuning.cluster_size,
+                                       threads, false, false, tuning.cluster_size);
+    if (max_coresident(plan) >= plan.grid) return plan;
+  }
   if (numel <= tuning.staged_max_pairs) {
     int threads = kBlockThreads;
     while (threads < kMaxBlockThreads && int64_t(threads) * tuning.staged_pairs_per_thread < numel) threads *= 2;
@@ -995,7 +1041,6 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
   if (dev.clusters && many_buckets && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks) {
     // The sum over blocks in two levels: within each cluster through shared memory, then over
     // the clusters' rows (bench against the exchange without clusters: DeepSeek-V3 16K-64K
@@ -1057,11 +1102,6 @@ inline int bit_width(int x) {
   return bits;
 }
 
-inline int log2_if_power_of_two(int x) {
-  if (x < 1 || (x & (x - 1)) != 0) return -1;
-  return bit_width(x) - 1;
-}
-
 template <typename IdT>
 using MoeAlignKernel = void (*)(MoeAlignParams<IdT>);
 
@@ -1095,13 +1135,22 @@ std::array<MoeAlignKernel<IdT>, 7> moe_align_launch_sized_kernels() {
           moe_align_kernel_for<IdT, kWarpSize>(true, false, true)};
 }
 
-// Launch with a given plan; an exchange plan needs block_counts of plan.grid * num_buckets ints.
+// Ints of block_counts that a plan's launch needs: a row per block of an exchange with a grid
+// barrier (none for a grid of one cluster).
+inline int64_t moe_align_block_counts_ints(const MoeAlignPlan& plan, int num_buckets) {
+  const bool grid_barrier = plan.path == MoeAlignPath::kExchange && plan.grid > std::max(1, plan.cluster);
+  return grid_barrier ? int64_t(plan.grid) * num_buckets : 0;
+}
+
+// Launch with a given plan and block_counts of moe_align_block_counts_ints(plan, num_buckets).
 template <typename IdT, int kWarpSize>
 gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpuStream_t stream) {
   p.per_warp = plan.per_warp;
   p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
-  p.block_shift = log2_if_power_of_two(p.block_size);
+  const BlockDivisor divisor = block_divisor(p.block_size);
+  p.block_mul = divisor.mul;
+  p.block_shift = divisor.shift;
   p.tiny_share = (p.sorted_len + 4 * plan.grid - 1) / (4 * plan.grid) * 4;
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
@@ -1110,7 +1159,8 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
   if (plan.path == MoeAlignPath::kExchange && plan.cluster > 1)
-    return launch_cooperative_clusters(kernel, plan.grid, plan.block, plan.cluster, args, plan.smem, stream);
+    return launch_clusters(kernel, plan.grid, plan.block, plan.cluster, plan.grid > plan.cluster, args, plan.smem,
+                           stream);
   if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }

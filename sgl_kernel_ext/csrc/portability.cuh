@@ -214,18 +214,20 @@ inline cudaLaunchConfig_t cluster_config(int grid, int block, int cluster, size_
 }
 #endif
 
-// A cooperative launch in clusters of `cluster` blocks along x.
+// A launch in clusters of `cluster` blocks along x; cooperative where the grid has a grid barrier.
 template <typename Kernel>
-inline gpuError_t launch_cooperative_clusters(Kernel kernel, int grid, int block, int cluster, void** args,
-                                              size_t smem, gpuStream_t stream) {
+inline gpuError_t launch_clusters(Kernel kernel, int grid, int block, int cluster, bool cooperative, void** args,
+                                  size_t smem, gpuStream_t stream) {
 #if defined(SKE_HIP)
   return hipErrorNotSupported;
 #else
   cudaLaunchAttribute attrs[2];
   cudaLaunchConfig_t config = cluster_config(grid, block, cluster, smem, stream, attrs);
-  attrs[1].id = cudaLaunchAttributeCooperative;
-  attrs[1].val.cooperative = 1;
-  config.numAttrs = 2;
+  if (cooperative) {
+    attrs[1].id = cudaLaunchAttributeCooperative;
+    attrs[1].val.cooperative = 1;
+    config.numAttrs = 2;
+  }
   return cudaLaunchKernelExC(&config, reinterpret_cast<const void*>(kernel), args);
 #endif
 }

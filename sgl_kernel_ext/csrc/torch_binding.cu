@@ -77,8 +77,8 @@ void run(const at::Tensor& topk_ids, int num_buckets, int block_size, const at::
                                  shape.cluster);
       });
   at::Tensor block_counts;
-  if (plan.path == ske::MoeAlignPath::kExchange)
-    block_counts = at::empty({int64_t(plan.grid) * num_buckets}, topk_ids.options().dtype(at::kInt));
+  if (const int64_t ints = ske::moe_align_block_counts_ints(plan, num_buckets))
+    block_counts = at::empty({ints}, topk_ids.options().dtype(at::kInt));
   ske::MoeAlignParams<IdT> p{};
   p.topk_ids = topk_ids.data_ptr<IdT>();
   p.sorted_token_ids = sorted_token_ids.data_ptr<int32_t>();
