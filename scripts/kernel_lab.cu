@@ -5,7 +5,7 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc scripts/kernel_lab.cu -o /tmp/kernel_lab
 //   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
-//   /tmp/kernel_lab small    # the default plan against grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
+//   /tmp/kernel_lab small    # the default plan against staged 256/512 threads and grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   /tmp/kernel_lab cluster  # cluster barrier and distributed-shared-memory read costs (sm_90)
 //   /tmp/kernel_lab ifetch   # cycles to run straight-line code once (instruction fetch), cold and warm
@@ -428,6 +428,13 @@ int one_cluster_sweep(const Device& d) {
           const int numel = int(ids.size());
           std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
           plans.push_back({"default", default_plan(d, numel, c.N, bs)});
+          const auto& chosen = plans[0].second;
+          const int write_grid = std::min(d.dev.sm_count, 1 + (sorted_len_for(numel, c.N, bs) - 1) / 2048);
+          for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads}) {
+            const int grid = chosen.path == ske::MoeAlignPath::kStaged ? chosen.grid : write_grid;
+            const auto staged = ske::plan_for(ske::MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
+            if (ske::staged_fits(staged, numel, d.dev)) plans.push_back({"staged", staged});
+          }
           for (int g : {2, 4, 8})
             for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
               for (bool stage : {false, true}) {

@@ -926,7 +926,8 @@ struct MoeAlignPlan {
 struct MoeAlignTuning {
   int tiny_max_pairs = 64;         // the tiny path up to here (its passes grow with numel)
   int staged_max_pairs = 6144;     // the staged path up to here (each block ranks every pair) ...
-  int staged_pairs_per_thread = 8;  // ... with 256 threads while they hold this many pairs each, else 512;
+  int staged_pairs_per_thread = 6;  // ... with 256 threads while they hold this many pairs each, else 512
+                                    // (ninth session: 2,048 pairs 0.92-0.97 with 512; 1,280 pairs 1.06);
   int slots_per_block = 2048;  // tiny and staged: a block per this many slots of sorted_token_ids
   int exchange_min_pairs = 4096;   // without kStaged: one block below this
   int many_buckets = 64;           // above this, the sum over blocks dominates the exchange:
