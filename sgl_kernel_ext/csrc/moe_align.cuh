@@ -946,11 +946,13 @@ struct MoeAlignTuning {
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
   // A grid of one cluster of cluster_size blocks (ninth session): no grid barrier, the blocks sum
-  // their counts through distributed shared memory alone. Over many buckets past the staged path's
-  int one_cluster_min_pairs = 5121;  // inputs from here (measured: 5,120 pairs staged 0.90-0.99 of
-  int one_cluster_max_pairs = 9216;  // one cluster) up to here (10,240 pairs 0.96-1.04 of the exchange);
-  int one_cluster_min_pairs_few_buckets = 2048;   // over few buckets from here (1,024 pairs: 1.0-1.1 of
-  int one_cluster_max_pairs_few_buckets = 16384;  // staged) up to here (32,768 pairs: 1.2 of the exchange),
+  // their counts through distributed shared memory alone. Measured against the plans around it,
+  // over many buckets: 5,120 pairs 0.98-1.14 of staged (uniform routing), 10,240 pairs 0.96-1.04 of
+  // the exchange; over few: 1,024 pairs 0.90-1.11 of staged, 32,768 pairs 1.2 of the exchange.
+  int one_cluster_min_pairs = 5121;               // over many buckets from here
+  int one_cluster_max_pairs = 9216;               // up to here;
+  int one_cluster_min_pairs_few_buckets = 2048;   // over few buckets from here
+  int one_cluster_max_pairs_few_buckets = 16384;  // up to here,
   int one_cluster_narrow_max_pairs = 2048;        // with 256-thread blocks up to here, 512 beyond.
 };
 
