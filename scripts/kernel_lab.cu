@@ -429,9 +429,10 @@ int one_cluster_sweep(const Device& d) {
           std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
           plans.push_back({"default", default_plan(d, numel, c.N, bs)});
           const auto& chosen = plans[0].second;
-          const int write_grid = std::min(d.dev.sm_count, 1 + (sorted_len_for(numel, c.N, bs) - 1) / 2048);
           for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads}) {
-            const int grid = chosen.path == ske::MoeAlignPath::kStaged ? chosen.grid : write_grid;
+            const int grid = chosen.path == ske::MoeAlignPath::kStaged
+                                 ? chosen.grid
+                                 : ske::moe_align_write_grid(sorted_len_for(numel, c.N, bs), d.dev);
             const auto staged = ske::plan_for(ske::MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
             if (ske::staged_fits(staged, numel, d.dev)) plans.push_back({"staged", staged});
           }

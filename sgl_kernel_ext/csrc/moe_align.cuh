@@ -50,6 +50,15 @@
 
 namespace ske {
 
+// n / block_size for 0 <= n < 2^31, without a divide and without a branch on the block size
+// (a branch made the compiler keep two copies of every loop that divides). Granlund-Montgomery:
+// with l = ceil(log2 d) and mul = floor(2^32 (2^l - d) / d) + 1, n / d = (umulhi(n, mul) + n) >> l,
+// and the sum stays below 2^32 for n < 2^31 (block_divisor).
+struct BlockDivisor {
+  uint32_t mul;
+  int32_t shift;
+};
+
 template <typename IdT>
 struct MoeAlignParams {
   const IdT* topk_ids;
@@ -61,8 +70,7 @@ struct MoeAlignParams {
   int32_t numel;
   int32_t num_buckets;
   int32_t block_size;
-  uint32_t block_mul;   // n / block_size = (umulhi(n, block_mul) + n) >> block_shift (block_divisor)
-  int32_t block_shift;
+  BlockDivisor block_div;  // of block_size (div_block)
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
@@ -113,14 +121,6 @@ constexpr int kSteps = 16;
 constexpr int kBlockThreads = 256;
 constexpr int kMaxBlockThreads = 512;
 
-// n / block_size for 0 <= n < 2^31, without a divide and without a branch on the block size
-// (a branch made the compiler keep two copies of every loop that divides). Granlund-Montgomery:
-// with l = ceil(log2 d) and mul = floor(2^32 (2^l - d) / d) + 1, n / d = (umulhi(n, mul) + n) >> l,
-// and the sum stays below 2^32 for n < 2^31.
-struct BlockDivisor {
-  uint32_t mul;
-  int32_t shift;
-};
 inline BlockDivisor block_divisor(int d) {
   int l = 0;
   while ((int64_t(1) << l) < d) ++l;
@@ -130,7 +130,8 @@ inline BlockDivisor block_divisor(int d) {
 
 template <typename IdT>
 __device__ __forceinline__ int div_block(const MoeAlignParams<IdT>& p, int n) {
-  return static_cast<int>((__umulhi(static_cast<uint32_t>(n), p.block_mul) + static_cast<uint32_t>(n)) >> p.block_shift);
+  const uint32_t u = static_cast<uint32_t>(n);
+  return static_cast<int>((__umulhi(u, p.block_div.mul) + u) >> p.block_div.shift);
 }
 
 template <typename IdT>
@@ -1012,24 +1013,29 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
 
+// The tiny and staged paths: a block per tuning.slots_per_block slots of sorted_token_ids.
+inline int moe_align_write_grid(int sorted_len, const DeviceLimits& dev, const MoeAlignTuning& tuning = MoeAlignTuning()) {
+  return std::min(dev.sm_count, 1 + std::max(0, sorted_len - 1) / tuning.slots_per_block);
+}
+
 // max_coresident(plan) -> blocks of plan.block threads and plan.smem bytes of the plan's
 // moe_align_kernel instance that the device holds at once (in clusters of plan.cluster blocks
 // where it is > 1). sorted_len: the length of sorted_token_ids.
 template <typename CoresidentFn>
 MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                             CoresidentFn max_coresident, const MoeAlignTuning& tuning = MoeAlignTuning()) {
-  // The tiny and staged paths: a block per so many slots of sorted_token_ids; the tiny
-  // path also a block per kBlockThreads buckets (each thread writes one cumsum entry).
-  const int write_grid = std::min(dev.sm_count, 1 + std::max(0, sorted_len - 1) / tuning.slots_per_block);
+  // The tiny path also a block per kBlockThreads buckets (each thread writes one cumsum entry).
+  const int write_grid = moe_align_write_grid(sorted_len, dev, tuning);
   if (numel <= tuning.tiny_max_pairs) {
     const int grid = std::min(dev.sm_count, std::max(write_grid, (num_buckets + kBlockThreads - 1) / kBlockThreads));
     return plan_for(MoeAlignPath::kTiny, numel, num_buckets, dev, warp_size, grid);
   }
   const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
+  const bool clusters = dev.clusters && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks;
   const bool one_cluster =
       many_buckets ? numel >= tuning.one_cluster_min_pairs && numel <= tuning.one_cluster_max_pairs
                    : numel >= tuning.one_cluster_min_pairs_few_buckets && numel <= tuning.one_cluster_max_pairs_few_buckets;
-  if (dev.clusters && one_cluster && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks) {
+  if (clusters && one_cluster) {
     const int threads = numel <= tuning.one_cluster_narrow_max_pairs ? kBlockThreads : kMaxBlockThreads;
     const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, tuning.cluster_size,
                                        threads, false, false, tuning.cluster_size);
@@ -1044,7 +1050,7 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  if (dev.clusters && many_buckets && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks) {
+  if (clusters && many_buckets) {
     // The sum over blocks in two levels: within each cluster through shared memory, then over
     // the clusters' rows (bench against the exchange without clusters: DeepSeek-V3 16K-64K
     // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025).
@@ -1138,11 +1144,15 @@ std::array<MoeAlignKernel<IdT>, 7> moe_align_launch_sized_kernels() {
           moe_align_kernel_for<IdT, kWarpSize>(true, false, true)};
 }
 
-// Ints of block_counts that a plan's launch needs: a row per block of an exchange with a grid
-// barrier (none for a grid of one cluster).
+// Whether a plan's launch meets at a grid barrier (a cooperative launch): an exchange over more
+// than one block, or more than one cluster.
+inline bool has_grid_barrier(const MoeAlignPlan& plan) {
+  return plan.path == MoeAlignPath::kExchange && plan.grid > std::max(1, plan.cluster);
+}
+
+// Ints of block_counts that a plan's launch needs: a row per block where blocks meet at a grid barrier.
 inline int64_t moe_align_block_counts_ints(const MoeAlignPlan& plan, int num_buckets) {
-  const bool grid_barrier = plan.path == MoeAlignPath::kExchange && plan.grid > std::max(1, plan.cluster);
-  return grid_barrier ? int64_t(plan.grid) * num_buckets : 0;
+  return has_grid_barrier(plan) ? int64_t(plan.grid) * num_buckets : 0;
 }
 
 // Launch with a given plan and block_counts of moe_align_block_counts_ints(plan, num_buckets).
@@ -1151,9 +1161,7 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.per_warp = plan.per_warp;
   p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
-  const BlockDivisor divisor = block_divisor(p.block_size);
-  p.block_mul = divisor.mul;
-  p.block_shift = divisor.shift;
+  p.block_div = block_divisor(p.block_size);
   p.tiny_share = (p.sorted_len + 4 * plan.grid - 1) / (4 * plan.grid) * 4;
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
@@ -1162,7 +1170,7 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
   if (plan.path == MoeAlignPath::kExchange && plan.cluster > 1)
-    return launch_clusters(kernel, plan.grid, plan.block, plan.cluster, plan.grid > plan.cluster, args, plan.smem,
+    return launch_clusters(kernel, plan.grid, plan.block, plan.cluster, has_grid_barrier(plan), args, plan.smem,
                            stream);
   if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
