@@ -780,9 +780,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   if constexpr (kCluster) {  // launched as an exchange only
     // A grid of one cluster (a plain launch) needs no grid barrier and no second level.
     const bool one_cluster = cluster_count() == 1;
-    cluster_sync();
+    cluster_sync_shared();
     sum_cluster_counts(start, N, before, count, one_cluster ? nullptr : p.block_counts);
-    cluster_arrive();  // done with the cluster's shared memory (cluster_wait below)
+    cluster_arrive_relaxed();  // done with the cluster's shared memory (cluster_wait below)
     if (!one_cluster) {
       grid_sync();
       SKE_PHASE(3);

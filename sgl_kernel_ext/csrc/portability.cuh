@@ -136,6 +136,17 @@ __device__ __forceinline__ void cluster_arrive() {
 #endif
 }
 
+// An arrive that orders nothing: for a block that only says it is done reading the
+// others' shared memory (every value it read was used before the arrive, so no read is
+// still in flight), where the plain arrive's release costs a MEMBAR.ALL.GPU.
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if defined(SKE_CLUSTERS)
+  asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#else
+  no_clusters_here();
+#endif
+}
+
 __device__ __forceinline__ void cluster_wait() {
 #if defined(SKE_CLUSTERS)
   asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
@@ -144,8 +155,19 @@ __device__ __forceinline__ void cluster_wait() {
 #endif
 }
 
-__device__ __forceinline__ void cluster_sync() {
+// A cluster barrier after which the cluster's blocks may read what this block wrote to
+// its shared memory. A plain arrive releases every prior access at cluster scope, which
+// ptxas emits as MEMBAR.ALL.GPU (the block's global stores included); a release fence
+// restricted to the block's shared memory is a MEMBAR.ALL.CTA, paired with a relaxed
+// arrive (PTX ISA 8.6, CUDA 12.8; older compilers keep the plain arrive).
+__device__ __forceinline__ void cluster_sync_shared() {
+#if defined(SKE_CLUSTERS) && (__CUDACC_VER_MAJOR__ * 100 + __CUDACC_VER_MINOR__ >= 1208)
+  asm volatile(
+      "fence.release.sync_restrict::shared::cta.cluster;\n"
+      "barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#else
   cluster_arrive();
+#endif
   cluster_wait();
 }
 
