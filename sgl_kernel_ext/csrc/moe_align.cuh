@@ -1169,10 +1169,10 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   if (plan.path == MoeAlignPath::kStaged)
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
-  if (plan.path == MoeAlignPath::kExchange && plan.cluster > 1)
+  if (plan.cluster > 1)  // exchange plans only (plan_for)
     return launch_clusters(kernel, plan.grid, plan.block, plan.cluster, has_grid_barrier(plan), args, plan.smem,
                            stream);
-  if (plan.path == MoeAlignPath::kExchange) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
+  if (has_grid_barrier(plan)) return launch_cooperative(kernel, plan.grid, plan.block, args, plan.smem, stream);
   return launch_plain(kernel, plan.grid, plan.block, args, plan.smem, stream);
 }
 
