@@ -126,14 +126,24 @@ def format_table(rows, block=64, dist="uniform") -> str:
 
 
 def plot(rows, path: Path) -> None:
+    """Time against tokens, a panel per model run: block 64 and uniform routing where the run has
+    them, else its smallest block size and first routing."""
+    if not rows:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(MODELS), figsize=(4 * len(MODELS), 3.6), sharey=True)
-    for ax, model in zip(axes, MODELS):
-        sel = [r for r in rows if r["routing"] == model and r["block_size"] == 64 and r["dist"] == "uniform"]
+    models = [m for m in MODELS if any(r["routing"] == m for r in rows)]
+    blocks = sorted({r["block_size"] for r in rows})
+    block = 64 if 64 in blocks else blocks[0]
+    dists = [d for d in BENCH_DISTS if any(r["dist"] == d for r in rows)]
+    dist = dists[0] if dists else rows[0]["dist"]
+    fig, axes = plt.subplots(1, len(models), figsize=(4 * len(models), 3.6), sharey=True, squeeze=False)
+    axes = axes[0]
+    for ax, model in zip(axes, models):
+        sel = [r for r in rows if r["routing"] == model and r["block_size"] == block and r["dist"] == dist]
         t = [r["tokens"] for r in sel]
         ax.plot(t, [r["ours_graph_us"] for r in sel], "o-", label="sgl-kernel-ext (graph)")
         if sel and sel[0]["upstream_graph_us"] is not None:
@@ -146,10 +156,11 @@ def plot(rows, path: Path) -> None:
         ax.set_title(f"{model} ({MODELS[model][0]}e, top-{MODELS[model][1]})")
         ax.set_xlabel("tokens")
         ax.grid(True, which="both", alpha=0.3)
-    axes[0].set_ylabel("µs per call (block 64, uniform)")
+    axes[0].set_ylabel(f"µs per call (block {block}, {dist})")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def main(argv=None) -> int:

@@ -642,8 +642,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   __syncthreads();
   SKE_PHASE(3);
 
-  // 3. Stage the pairs.
-#pragma unroll 2
+  // 3. Stage the pairs (unrolled by 4: 128-512 tokens 1% faster than by 2, eleventh session).
+#pragma unroll 4
   for (int s = 0; s < steps; ++s) {
     const int k = my_keys[s * kWarpSize + lane], key = k & kKeyMask;
     if (key != N) staged[cstart[key] + my_row[key] + (k >> kKeyBits)] = begin + s * kWarpSize + lane;
