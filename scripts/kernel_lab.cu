@@ -330,6 +330,10 @@ struct Routing {
   int experts, topk;
 };
 
+// The benchmark's routings (sgl_kernel_ext/bench.py MODELS).
+const Routing kBenchRoutings[] = {{"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2},
+                                  {"Kimi-K2", 384, 8},     {"Qwen3-Next", 512, 10}};
+
 // The numbers of a comma-separated list ("2500,3000").
 std::vector<int> numbers(const char* list) {
   std::vector<int> out;
@@ -412,13 +416,11 @@ int time_plans(const Device& d) {
 // barrier), on the benchmark's routings, block sizes 16 and 64, uniform and skewed routing.
 int one_cluster_sweep(const Device& d) {
   std::mt19937_64 rng(4321);
-  const Routing routings[] = {{"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2},
-                              {"Kimi-K2", 384, 8},     {"Qwen3-Next", 512, 10}};
   const char* only = std::getenv("LAB_TOKENS");
   const std::vector<int> tokens_set = only ? numbers(only) : std::vector<int>{128, 256, 512, 1024, 2048, 4096, 8192};
   const char* only_routings = std::getenv("LAB_ROUTINGS");
   std::printf("routing,tokens,bs,dist,plan,grid,threads,stage,us\n");
-  for (const auto& rt : routings)
+  for (const auto& rt : kBenchRoutings)
     for (int tokens : tokens_set) {
       if (only_routings && !std::strstr(only_routings, rt.name)) continue;
       for (int bs : {16, 64})
@@ -559,12 +561,7 @@ int cluster_costs(const Device& d) {
               int n = 257;
               const size_t smem = 16 * 1024;
               cudaLaunchAttribute attrs[2];
-              cudaLaunchConfig_t cfg = ske::cluster_config(grid, threads, csize, smem, 0, attrs);
-              if (coop) {
-                attrs[1].id = cudaLaunchAttributeCooperative;
-                attrs[1].val.cooperative = 1;
-                cfg.numAttrs = 2;
-              }
+              const cudaLaunchConfig_t cfg = ske::cluster_config(grid, threads, csize, smem, 0, coop, attrs);
               int max_clusters = -1;
               cudaOccupancyMaxActiveClusters(&max_clusters, cluster_probe, &cfg);
               cudaGetLastError();
@@ -730,12 +727,10 @@ std::vector<int> ab_tokens() {
 // GPU's clock shows as spread rather than as a difference.
 int ab(const Device& d) {
   std::mt19937_64 rng(99);
-  const Routing routings[] = {{"DeepSeek-V3", 256, 8}, {"Qwen3-MoE", 128, 8}, {"Mixtral", 8, 2},
-                              {"Kimi-K2", 384, 8},     {"Qwen3-Next", 512, 10}};
   for (const auto kernel : ske_base::moe_align_launch_sized_kernels<int32_t, 32>())
     CK(ske_base::allow_dynamic_smem(kernel, d.dev.smem_per_block_optin));
   std::printf("routing,tokens,bs,dist,base_path,new_path,new_stage,base_us,new_us,base_spread,new_spread,new/base\n");
-  for (const auto& rt : routings)
+  for (const auto& rt : kBenchRoutings)
     for (int tokens : ab_tokens())
       for (int bs : {16, 64})
         for (const char* dist : {"uniform", "skewed"}) {

@@ -1032,13 +1032,16 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   const bool many_buckets = num_buckets > tuning.many_buckets, most = num_buckets > tuning.most_buckets;
   const bool clusters = dev.clusters && tuning.cluster_size > 1 && tuning.cluster_size <= kMaxClusterBlocks;
+  const auto cluster_exchange = [&](int64_t grid, int threads, bool stage) {
+    return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), threads,
+                    stage, false, tuning.cluster_size);
+  };
   const bool one_cluster =
       many_buckets ? numel >= tuning.one_cluster_min_pairs && numel <= tuning.one_cluster_max_pairs
                    : numel >= tuning.one_cluster_min_pairs_few_buckets && numel <= tuning.one_cluster_max_pairs_few_buckets;
   if (clusters && one_cluster) {
     const int threads = numel <= tuning.one_cluster_narrow_max_pairs ? kBlockThreads : kMaxBlockThreads;
-    const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, tuning.cluster_size,
-                                       threads, false, false, tuning.cluster_size);
+    const MoeAlignPlan plan = cluster_exchange(tuning.cluster_size, threads, false);
     if (max_coresident(plan) >= plan.grid) return plan;
   }
   if (numel <= tuning.staged_max_pairs) {
@@ -1057,14 +1060,12 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     const bool stage = numel >= tuning.cluster_stage_min_pairs;
     const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
     // One cluster's worth of blocks: the block and shared memory of any grid (unstaged).
-    const MoeAlignPlan shape = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
-                                        tuning.cluster_size, threads, false, false, tuning.cluster_size);
+    const MoeAlignPlan shape = cluster_exchange(tuning.cluster_size, threads, false);
     int64_t grid = std::min<int64_t>(tuning.max_grid_wide, numel / tuning.cluster_pairs_per_block);
     grid = std::min<int64_t>(grid, max_coresident(shape)) / tuning.cluster_size * tuning.cluster_size;
     if (grid >= tuning.cluster_min_grid) {
       for (bool staged : {stage, false}) {
-        const MoeAlignPlan plan = plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size,
-                                           static_cast<int>(grid), threads, staged, false, tuning.cluster_size);
+        const MoeAlignPlan plan = cluster_exchange(grid, threads, staged);
         if (max_coresident(plan) >= plan.grid) return plan;
       }
     }

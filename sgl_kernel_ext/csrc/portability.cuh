@@ -217,10 +217,10 @@ inline gpuError_t launch_cooperative(Kernel kernel, int grid, int block, void** 
 }
 
 #if !defined(SKE_HIP)
-// A launch configuration in clusters of `cluster` blocks along x: attrs[0] (the caller's
-// storage) holds the cluster size; the caller may add attributes after it.
+// A launch configuration in clusters of `cluster` blocks along x, cooperative where asked;
+// attrs (the caller's storage, 2 entries) holds its attributes.
 inline cudaLaunchConfig_t cluster_config(int grid, int block, int cluster, size_t smem, gpuStream_t stream,
-                                         cudaLaunchAttribute* attrs) {
+                                         bool cooperative, cudaLaunchAttribute* attrs) {
   cudaLaunchConfig_t config = {};
   config.gridDim = dim3(grid);
   config.blockDim = dim3(block);
@@ -232,6 +232,11 @@ inline cudaLaunchConfig_t cluster_config(int grid, int block, int cluster, size_
   attrs[0].val.clusterDim.z = 1;
   config.attrs = attrs;
   config.numAttrs = 1;
+  if (cooperative) {
+    attrs[1].id = cudaLaunchAttributeCooperative;
+    attrs[1].val.cooperative = 1;
+    config.numAttrs = 2;
+  }
   return config;
 }
 #endif
@@ -244,12 +249,7 @@ inline gpuError_t launch_clusters(Kernel kernel, int grid, int block, int cluste
   return hipErrorNotSupported;
 #else
   cudaLaunchAttribute attrs[2];
-  cudaLaunchConfig_t config = cluster_config(grid, block, cluster, smem, stream, attrs);
-  if (cooperative) {
-    attrs[1].id = cudaLaunchAttributeCooperative;
-    attrs[1].val.cooperative = 1;
-    config.numAttrs = 2;
-  }
+  const cudaLaunchConfig_t config = cluster_config(grid, block, cluster, smem, stream, cooperative, attrs);
   return cudaLaunchKernelExC(&config, reinterpret_cast<const void*>(kernel), args);
 #endif
 }
@@ -276,8 +276,8 @@ inline gpuError_t max_coresident_blocks(int* out, Kernel kernel, int block, size
 #else
   gpuError_t err;
   if (cluster > 1) {
-    cudaLaunchAttribute attr;
-    const cudaLaunchConfig_t config = cluster_config(cluster, block, cluster, smem, nullptr, &attr);
+    cudaLaunchAttribute attrs[2];
+    const cudaLaunchConfig_t config = cluster_config(cluster, block, cluster, smem, nullptr, false, attrs);
     int clusters = 0;
     err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &config);
     *out = clusters * cluster;
