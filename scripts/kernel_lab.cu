@@ -5,7 +5,7 @@
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc scripts/kernel_lab.cu -o /tmp/kernel_lab
 //   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
-//   /tmp/kernel_lab small    # the default plan against staged 256/512 threads and grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
+//   /tmp/kernel_lab small    # the default plan against staged and ranged 256/512 threads and grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
 //   /tmp/kernel_lab cluster  # cluster barrier and distributed-shared-memory read costs (sm_90)
 //   /tmp/kernel_lab ifetch   # cycles to run straight-line code once (instruction fetch), cold and warm
@@ -257,6 +257,10 @@ int check(const Device& d) {
       const int grid = rng() % 2 ? 1 : 2 + int(rng() % 8);
       const auto staged = ske::plan_for(MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
       if (ske::staged_fits(staged, numel, d.dev)) plans.push_back(staged);
+      const int ranged_grid = rng() % 4 ? grid : 2 + int(rng() % 131);
+      const auto ranged =
+          ske::plan_ranged(numel, c.N, sorted_len_for(numel, c.N, c.bs), d.dev, 32, ranged_grid, threads);
+      if (ske::staged_fits(ranged, numel, d.dev)) plans.push_back(ranged);
     }
     for (bool stage : {true, false}) {
       plans.push_back(ske::plan_for(MoeAlignPath::kOneBlock, numel, c.N, d.dev, 32, 1, ske::kBlockThreads, stage));
@@ -274,6 +278,9 @@ int check(const Device& d) {
       }
     }
     for (const auto& plan : plans) {
+      if (std::getenv("LAB_VERBOSE"))
+        std::printf("run tokens=%d topk=%d N=%d bs=%d %s path=%d grid=%d block=%d\n", c.tokens, c.topk, c.N, c.bs,
+                    c.dist.c_str(), int(plan.path), plan.grid, plan.block);
       const std::string err = c.i64 ? check_plan<int64_t>(c, ids, plan) : check_plan<int32_t>(c, ids, plan);
       ++cases;
       if (!err.empty()) {
@@ -437,6 +444,14 @@ int one_cluster_sweep(const Device& d) {
                                  : ske::moe_align_write_grid(sorted_len_for(numel, c.N, bs), d.dev);
             const auto staged = ske::plan_for(ske::MoeAlignPath::kStaged, numel, c.N, d.dev, 32, grid, threads);
             if (ske::staged_fits(staged, numel, d.dev)) plans.push_back({"staged", staged});
+            std::vector<int> grids = {grid, numel / 256, numel / 128, numel / 64};
+            std::sort(grids.begin(), grids.end());
+            grids.erase(std::unique(grids.begin(), grids.end()), grids.end());
+            for (int g : grids) {
+              if (g < 1 || g > d.dev.sm_count) continue;
+              const auto ranged = ske::plan_ranged(numel, c.N, sorted_len_for(numel, c.N, bs), d.dev, 32, g, threads);
+              if (ske::staged_fits(ranged, numel, d.dev)) plans.push_back({"ranged", ranged});
+            }
           }
           for (int g : {2, 4, 8})
             for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
@@ -836,11 +851,41 @@ int phases(const Device& d) {
                     t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4], t[5] - t[0]);
         release(r);
       }
+  // The ranged kernel on the staged plans' grids: block 0 and the block that took longest.
+  std::printf("ranged,tokens,dist,bs,grid,threads,block,p0-1 count,p1-2 scan,p2-3 queue,p3-4 rank,p4-5 place,p5-6 write,total\n");
+  for (const auto& sh : staged_shapes)
+    for (const char* dist : {"uniform", "skewed"})
+      for (int bs : {16, 64}) {
+        Case c{sh.tokens, sh.topk, sh.experts + 1, bs, true, false, false, dist};
+        const auto ids = make_ids(c, rng);
+        const int numel = int(ids.size()), len = sorted_len_for(numel, c.N, bs);
+        const auto staged = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [](const ske::MoeAlignPlan&) { return 1; });
+        if (staged.path != ske::MoeAlignPath::kStaged && staged.path != ske::MoeAlignPath::kRanged) continue;
+        const auto plan = ske::plan_ranged(numel, c.N, len, d.dev, 32, staged.grid, staged.block);
+        Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, 1);
+        std::vector<long long> clk(4096 * 16);
+        for (int rep = 0; rep < 3; ++rep) {
+          CK(ske::launch_moe_align<int32_t, 32>(r.params(c.N, bs, true, false), plan, 0));
+          CK(cudaDeviceSynchronize());
+        }
+        CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
+        int slowest = 0;
+        for (int b = 0; b < plan.grid; ++b)
+          if (clk[b * 16 + 6] - clk[b * 16] > clk[slowest * 16 + 6] - clk[slowest * 16]) slowest = b;
+        for (int b : {0, slowest}) {
+          const long long* t = &clk[b * 16];
+          std::printf("%s,%d,%s,%d,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, dist, bs,
+                      plan.grid, plan.block, b, t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4],
+                      t[6] - t[5], t[6] - t[0]);
+        }
+        release(r);
+      }
   return 0;
 }
 #endif
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a run killed by a timeout keeps what it printed
   Device d;
   CK(cudaSetDevice(0));
   CK(ske::query_device(0, &d.dev));

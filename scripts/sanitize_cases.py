@@ -1,5 +1,5 @@
 """A few calls covering every path of the kernel (tiny, staged with 256 and 512 threads and
-with 16-byte or single-slot writes, exchange with 256- and 512-thread blocks, with 32- or
+with 16-byte or single-slot writes, ranged, exchange with 256- and 512-thread blocks, with 32- or
 16-bit published counts, placing directly or through shared memory, in thread-block clusters
 or not, a grid of one cluster); run under compute-sanitizer by sanitize.sh, with and without clusters."""
 
@@ -24,6 +24,8 @@ cases = [  # tokens, topk, experts, block, dist, dtype, pad, ignore
     (16384, 2, 8, 64, "skewed", torch.int32, True, False),  # direct placement, 32-bit counts, few buckets
     (1000, 8, 256, 16, "skewed", torch.int32, True, False),  # a grid of one cluster (without: an exchange)
     (3000, 2, 8, 64, "ep_mix", torch.int64, True, True),  # one cluster over few buckets
+    (512, 10, 512, 16, "skewed", torch.int32, True, False),  # ranged, 512 threads
+    (400, 8, 256, 3, "one_expert", torch.int64, False, True),  # ranged, shares inside one bucket, single slots
 ]
 for tokens, topk, experts, block, dist, dtype, pad, ignore in cases:
     ids = make_topk_ids(tokens, topk, experts, dist, dtype)

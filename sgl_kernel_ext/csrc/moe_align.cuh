@@ -5,7 +5,7 @@
 // bucket x + 1 (EP's -1 -> bucket 0); an id outside [-1, num_buckets - 2] goes
 // to bucket 0 too, so no input reads or writes out of bounds.
 //
-// Four shapes of the same work, one launch each, chosen by the host plan:
+// Five shapes of the same work, one launch each, chosen by the host plan:
 //   - tiny (moe_align_tiny_kernel; up to blockDim.x pairs): each thread holds
 //     one pair and ranks it against all pairs in shared memory. No histogram
 //     over all buckets: for small inputs the cost is the chain of dependent
@@ -13,6 +13,9 @@
 //   - staged (moe_align_staged_kernel; a few thousand pairs, a few blocks that
 //     each sort all pairs in shared memory and write a share of the output in
 //     order); described at the kernel.
+//   - ranged (moe_align_ranged_kernel; a few thousand pairs over many buckets):
+//     as staged, but each of many blocks sorts only the pairs of its share of
+//     the output slots; described at the kernel.
 //   - one block: moe_align_kernel without the exchange (steps 1, 3, 4 below),
 //     where the staged path does not fit and there is no cooperative launch.
 //   - exchange (moe_align_kernel, cooperative launch, one grid barrier; or one
@@ -74,7 +77,7 @@ struct MoeAlignParams {
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
-  int32_t tiny_share;   // moe_align_tiny_kernel: slots of sorted_token_ids per block, a multiple of 4
+  int32_t tiny_share;   // slots of sorted_token_ids per block (tiny) or room for them (ranged), a multiple of 4
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
@@ -496,7 +499,11 @@ __device__ __forceinline__ LaneMask<kWarpSize> peers_by_mask(LaneMask<kWarpSize>
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
 
-template <int kWarpSize>
+// kLane0Ballot: the lanes that share lane 0's key find each other by a ballot instead, for
+// queues that one hot bucket fills (skewed routing), whose atomics on one address would run
+// one after another (ranged kernel, skewed routing: rank phase 1,900 -> 1,250 cycles; the
+// staged kernel on uniform routing 4-5% slower with it, twelfth session).
+template <int kWarpSize, bool kLane0Ballot = false>
 __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* row, LaneMask<kWarpSize>* peers_of) {
   using Mask = LaneMask<kWarpSize>;
   const int lane = threadIdx.x % kWarpSize;
@@ -506,7 +513,16 @@ __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* ro
     int32_t& k = keys[s * kWarpSize + lane];
     const int key = k;
     const bool has = key != none_key;
-    const Mask peers = peers_by_mask<kWarpSize>(peers_of, key, has, me);
+    Mask peers;
+    if constexpr (kLane0Ballot) {
+      const int lane0_key = shfl<kWarpSize>(key, 0);  // every lane: not behind the && below
+      const bool as_lane0 = has && key == lane0_key;
+      const Mask lane0_peers = ballot<kWarpSize>(as_lane0);
+      const Mask others = peers_by_mask<kWarpSize>(peers_of, key, has && !as_lane0, me);  // every lane: a warp sync
+      peers = as_lane0 ? lane0_peers : others;
+    } else {
+      peers = peers_by_mask<kWarpSize>(peers_of, key, has, me);
+    }
     const int before = has ? row[key] : 0, below = popcount(peers & (me - 1));
     sync_warp();
     if (has && below == 0) {
@@ -516,6 +532,28 @@ __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* ro
     sync_warp();
     k = key | (before + below) << kKeyBits;
   }
+}
+
+// col[w * stride] for w < warps (one bucket's counts in the warp rows) <- run plus the
+// counts of the rows above; returns run plus all of them.
+__device__ __forceinline__ int scan_warp_rows(int32_t* col, int stride, int warps, int run) {
+  int w = 0;
+#pragma unroll 1
+  for (; w + 4 <= warps; w += 4) {  // four loads in flight
+    const int c0 = col[w * stride], c1 = col[(w + 1) * stride], c2 = col[(w + 2) * stride], c3 = col[(w + 3) * stride];
+    col[w * stride] = run;
+    col[(w + 1) * stride] = run + c0;
+    col[(w + 2) * stride] = run + c0 + c1;
+    col[(w + 3) * stride] = run + c0 + c1 + c2;
+    run += c0 + c1 + c2 + c3;
+  }
+#pragma unroll 1
+  for (; w < warps; ++w) {
+    const int c = col[w * stride];
+    col[w * stride] = run;
+    run += c;
+  }
+  return run;
 }
 
 // Small inputs (each block loads every pair, kSteps per lane: numel <= blockDim.x * kSteps),
@@ -594,24 +632,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   int pairs = 0, padded = 0;
 #pragma unroll 1
   for (int e = lo; e < hi; ++e) {
-    int run = 0;
-    int w = 0;
-#pragma unroll 1
-    for (; w + 4 <= warps; w += 4) {  // four loads in flight
-      const int c0 = rows[w * N + e], c1 = rows[(w + 1) * N + e], c2 = rows[(w + 2) * N + e],
-                c3 = rows[(w + 3) * N + e];
-      rows[w * N + e] = run;
-      rows[(w + 1) * N + e] = run + c0;
-      rows[(w + 2) * N + e] = run + c0 + c1;
-      rows[(w + 3) * N + e] = run + c0 + c1 + c2;
-      run += c0 + c1 + c2 + c3;
-    }
-#pragma unroll 1
-    for (; w < warps; ++w) {
-      const int c = rows[w * N + e];
-      rows[w * N + e] = run;
-      run += c;
-    }
+    const int run = scan_warp_rows(rows + e, N, warps, 0);
     cstart[e] = run;
     pairs += run;
     padded += round_up_to_block(p, run);
@@ -678,6 +699,208 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
   }
   if (p.pad_sorted_token_ids) fill_range(out, total, p.sorted_len, numel, gtid, gthreads);
   SKE_PHASE(5);
+}
+
+// Mid-sized inputs over many buckets (a few thousand pairs): like the staged kernel,
+// no block waits for another, but a block sorts only the pairs that land in its own
+// share of the slots, where the staged kernel's blocks each sort every pair (measured
+// there: half the shared-memory wavefronts were bank-conflict replays of accesses by
+// bucket, eleventh session). Shares are cut from the padded total, so that skewed
+// routing still spreads the writes over every block.
+//   1. Count every pair into count[] (shared atomics: counts need no order); scan
+//      the padded counts into pstart[]; the buckets whose slots meet this block's
+//      share, [e_lo, e_hi), are its range.
+//   2. The range's pairs, in pair order, into a queue (a ballot per step and a
+//      scan over the warps); each warp ranks a chunk of the queue (rank_in_warp).
+//   3. Per bucket of the range, the slot of each warp's first pair (pstart plus
+//      the lower warps'); each queued pair whose slot is in the share goes to
+//      local[slot - share start], which was filled with padding first.
+//   4. local[] out as whole lines; expert_ids of the share's blocks of slots
+//      (a binary search over the range); the tail past the total.
+// Shared memory: local[room] | count[N] | pstart[N + 1] | scan | range[2] | rows[warps][N] |
+//                peers[warps][N] (lane masks) | qkey[numel + warp] | qpair[numel]
+// (room = p.tiny_share: at least a block's share of sorted_len, a multiple of 4).
+__host__ __device__ inline size_t ranged_ints_before_peers(int warps, int num_buckets, int room) {
+  const size_t ints = static_cast<size_t>(room) + static_cast<size_t>(warps + 2) * num_buckets + 1 + kScanInts + 2;
+  return ints + (ints & 1);
+}
+inline size_t moe_align_ranged_smem_bytes(int warps, int num_buckets, int numel, int room, int warp_size) {
+  return sizeof(int32_t) * (ranged_ints_before_peers(warps, num_buckets, room) +
+                            static_cast<size_t>(warps) * num_buckets * (warp_size / 32) + 2 * static_cast<size_t>(numel) +
+                            warp_size);
+}
+
+template <typename IdT, int kWarpSize>
+__global__ void __launch_bounds__(kMaxBlockThreads) moe_align_ranged_kernel(const MoeAlignParams<IdT> p) {
+  using Mask = LaneMask<kWarpSize>;
+  extern __shared__ int32_t smem[];
+  const int N = p.num_buckets, numel = p.numel, T = blockDim.x, tid = threadIdx.x, G = gridDim.x;
+  const int lane = tid % kWarpSize, warp = tid / kWarpSize, warps = T / kWarpSize;
+  const int room = p.tiny_share;
+  int32_t* local = smem;  // [room]: this block's slots (16-byte aligned: room is a multiple of 4)
+  int32_t* count = local + room;
+  int32_t* pstart = count + N;
+  int32_t* scan = pstart + N + 1;
+  int32_t* range = scan + kScanInts;
+  int32_t* rows = range + 2;  // [warps][R]: a warp's queued pairs per bucket of the range, then its first slots
+  Mask* peers = reinterpret_cast<Mask*>(smem + ranged_ints_before_peers(warps, N, room));  // [warps][R]
+  int32_t* qkey = reinterpret_cast<int32_t*>(peers + warps * N);  // [numel + warp]: bucket - e_lo, then | rank
+  int32_t* qpair = qkey + numel + kWarpSize;                       // [numel]: pair index
+
+  SKE_PHASE(0);
+  {
+    const int fill = p.pad_sorted_token_ids ? numel : -1;  // -1: a padding slot left as it is
+    int4* local4 = reinterpret_cast<int4*>(local);
+#pragma unroll 1
+    for (int i = tid; i < room / 4; i += T) local4[i] = make_int4(fill, fill, fill, fill);
+  }
+#pragma unroll 1
+  for (int e = tid; e < N; e += T) count[e] = 0;
+  if (tid == 0) {
+    range[0] = N;
+    range[1] = 0;
+  }
+  const int begin = min(warp * p.per_warp, numel), end = min(begin + p.per_warp, numel);
+  int keys[kSteps];
+  load_keys<kSteps, kWarpSize>(p, begin, end, lane, keys);
+  __syncthreads();
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s)
+    if (keys[s] != N) atomicAdd(&count[keys[s]], 1);  // keys past the chunk are N too
+  __syncthreads();
+  SKE_PHASE(1);
+
+  // 1. Padded starts; this block's share of [0, total) and the buckets that meet it.
+  const int per_thread = (N + T - 1) / T;
+  const int lo = min(N, tid * per_thread), hi = min(N, lo + per_thread);
+  int padded = 0, unused = 0;
+#pragma unroll 1
+  for (int e = lo; e < hi; ++e) padded += round_up_to_block(p, count[e]);
+  const int total = block_exclusive_scan2<kWarpSize>(padded, unused, scan).x;
+  const int share = ((total + G - 1) / G + 3) / 4 * 4;
+  const int s_lo = min(total, static_cast<int>(blockIdx.x) * share), s_hi = min(total, s_lo + share);
+  int first = N, last = -1;
+#pragma unroll 1
+  for (int e = lo; e < hi; ++e) {
+    const int c = count[e], size = round_up_to_block(p, c);
+    pstart[e] = padded;
+    if (blockIdx.x == 0) p.cumsum[e] = padded + c;
+    if (padded < s_hi && padded + size > s_lo) {
+      first = min(first, e);
+      last = e;
+    }
+    padded += size;
+  }
+  if (last >= 0) {
+    atomicMin(&range[0], first);
+    atomicMax(&range[1], last + 1);
+  }
+  if (tid == 0) {
+    pstart[N] = total;
+    if (blockIdx.x == 0) {
+      p.cumsum[N] = total;
+      *p.num_tokens_post_pad = total;
+    }
+  }
+  __syncthreads();
+  const int e_lo = range[0], R = max(0, range[1] - e_lo);
+  SKE_PHASE(2);
+
+  // 2. Queue the range's pairs in pair order; clear the warp rows of the range.
+  const auto in_range = [&](int key) { return static_cast<unsigned>(key - e_lo) < static_cast<unsigned>(R); };
+  Mask in_lanes[kSteps];
+  int mine = 0;
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    in_lanes[s] = ballot<kWarpSize>(in_range(keys[s]));
+    mine += popcount(in_lanes[s]);
+  }
+  if (lane == 0) scan[warp] = mine;
+  __syncthreads();
+  // One barrier: each warp sums the lower warps' counts itself (warps <= kWarpSize).
+  const int warp_count = lane < warps ? scan[lane] : 0, up_to = warp_inclusive_scan<kWarpSize>(warp_count, lane);
+  int queued = shfl<kWarpSize>(up_to, warp) - mine;  // the pairs of the lower warps
+  const int queue_total = shfl<kWarpSize>(up_to, warps - 1);
+  const Mask me = Mask(1) << lane;
+  // A share inside one bucket (a hot one, skewed routing): a pair's place in the queue is its rank.
+  const bool one_bucket = R == 1;
+  const int one_bucket_slot = one_bucket ? pstart[e_lo] - s_lo : 0;
+#pragma unroll
+  for (int s = 0; s < kSteps; ++s) {
+    if (in_lanes[s] & me) {
+      const int q = queued + popcount(in_lanes[s] & (me - 1)), pair = begin + s * kWarpSize + lane;
+      if (one_bucket) {
+        if (static_cast<unsigned>(one_bucket_slot + q) < static_cast<unsigned>(s_hi - s_lo)) local[one_bucket_slot + q] = pair;
+      } else {
+        qkey[q] = keys[s] - e_lo;
+        qpair[q] = pair;
+      }
+    }
+    queued += popcount(in_lanes[s]);
+  }
+  const int queue_len = one_bucket ? 0 : queue_total;
+  if (tid < kWarpSize) qkey[queue_len + tid] = R;  // the last chunk's last step
+#pragma unroll 1
+  for (int i = tid; i < warps * R; i += T) {
+    rows[i] = 0;
+    peers[i] = 0;
+  }
+  __syncthreads();
+  SKE_PHASE(3);
+
+  // Chunks of whole steps, so that only the last one reads past queue_len.
+  const int q_per_warp = ((queue_len + warps - 1) / warps + kWarpSize - 1) / kWarpSize * kWarpSize;
+  const int q_begin = min(warp * q_per_warp, queue_len), q_end = min(q_begin + q_per_warp, queue_len);
+  const int q_steps = (q_end - q_begin + kWarpSize - 1) / kWarpSize;
+  int32_t* my_row = rows + warp * R;
+  rank_in_warp<kWarpSize, true>(qkey + q_begin, q_steps, R, my_row, peers + warp * R);
+  __syncthreads();
+  SKE_PHASE(4);
+
+  // 3. Each warp's first slot per bucket of the range; expert_ids of the share.
+#pragma unroll 1
+  for (int j = tid; j < R; j += T) scan_warp_rows(rows + j, R, warps, pstart[e_lo + j]);
+  const int m_end = div_block(p, s_hi + p.block_size - 1);
+#pragma unroll 1
+  for (int m = div_block(p, s_lo + p.block_size - 1) + tid; m < m_end; m += T) {
+    const int slot = m * p.block_size;
+    int a = e_lo, b = e_lo + R - 1;  // the last bucket of the range that starts at or before slot
+    while (a < b) {
+      const int mid = (a + b + 1) >> 1;
+      if (pstart[mid] <= slot)
+        a = mid;
+      else
+        b = mid - 1;
+    }
+    p.expert_ids[m] = a - 1;
+  }
+  __syncthreads();
+#pragma unroll 4
+  for (int s = 0; s < q_steps; ++s) {
+    const int q = q_begin + s * kWarpSize + lane, k = qkey[q], key = k & kKeyMask;
+    if (key == R) continue;
+    const int slot = my_row[key] + (k >> kKeyBits);
+    if (slot >= s_lo && slot < s_hi) local[slot - s_lo] = qpair[q];
+  }
+  __syncthreads();
+  SKE_PHASE(5);
+
+  // 4. The share, front to back; then the tail past the total.
+  int32_t* out = p.sorted_token_ids;
+  if (p.pad_sorted_token_ids && (reinterpret_cast<uintptr_t>(out) & 15) == 0 && total % 4 == 0) {
+    const int4* local4 = reinterpret_cast<const int4*>(local);
+    int4* out4 = reinterpret_cast<int4*>(out + s_lo);
+#pragma unroll 1
+    for (int g = tid; g < (s_hi - s_lo) / 4; g += T) out4[g] = local4[g];
+  } else {
+#pragma unroll 1
+    for (int s = s_lo + tid; s < s_hi; s += T) {
+      const int v = local[s - s_lo];
+      if (v >= 0) out[s] = v;
+    }
+  }
+  if (p.pad_sorted_token_ids) fill_range(out, total, p.sorted_len, numel, blockIdx.x * T + tid, G * T);
+  SKE_PHASE(6);
 }
 
 // kStage: the slice's pairs are sorted by bucket in shared memory (p.stage_pairs
@@ -910,7 +1133,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
 
 // kOneBlock is moe_align_kernel on one block: for inputs too large for kStaged
 // where a cooperative launch is not available.
-enum class MoeAlignPath { kTiny, kStaged, kOneBlock, kExchange };
+enum class MoeAlignPath { kTiny, kStaged, kOneBlock, kExchange, kRanged };
 
 struct MoeAlignPlan {
   MoeAlignPath path;
@@ -955,6 +1178,15 @@ struct MoeAlignTuning {
   int one_cluster_min_pairs_few_buckets = 2048;   // over few buckets from here
   int one_cluster_max_pairs_few_buckets = 16384;  // up to here,
   int one_cluster_narrow_max_pairs = 2048;        // with 256-thread blocks up to here, 512 beyond.
+  // The ranged kernel over many buckets (twelfth session). Against the plans it replaces, uniform
+  // routing: 3,072 pairs 0.92-0.98, 4,096 0.79-0.92, 6,144-8,192 0.70-0.84; skewed: 4,096 pairs
+  // 0.77-0.99, but 3,072 up to 1.06 and 8,192 over 257 buckets 1.08, and over 129 buckets above
+  // 4,096 pairs 1.15-1.20 (a hot bucket with 30% of the pairs is ranked by every block it spans).
+  int ranged_min_pairs = 3072;                // from here,
+  int ranged_max_pairs_fewer_buckets = 4096;  // up to here over at most most_buckets buckets, else as many
+                                              // as its registers hold;
+  int ranged_pairs_per_block = 64;            // a block per this many pairs (grids of 2,048 slots per
+                                              // block, as staged: 1.1-1.3 of this).
 };
 
 inline int max_supported_buckets(const DeviceLimits& dev) {
@@ -1013,6 +1245,18 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
 
+// A kRanged plan: the staged plan's grid, block and chunks, with room for a block's share of
+// sorted_len slots (launch_moe_align sets p.tiny_share to the same).
+inline int ranged_room(int sorted_len, int grid) { return (sorted_len + 4 * grid - 1) / (4 * grid) * 4; }
+inline MoeAlignPlan plan_ranged(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
+                                int grid, int threads) {
+  MoeAlignPlan plan = plan_for(MoeAlignPath::kStaged, numel, num_buckets, dev, warp_size, grid, threads);
+  plan.path = MoeAlignPath::kRanged;
+  plan.smem = moe_align_ranged_smem_bytes(plan.block / warp_size, num_buckets, numel, ranged_room(sorted_len, plan.grid),
+                                          warp_size);
+  return plan;
+}
+
 // The tiny and staged paths: a block per tuning.slots_per_block slots of sorted_token_ids.
 inline int moe_align_write_grid(int sorted_len, const DeviceLimits& dev, const MoeAlignTuning& tuning = MoeAlignTuning()) {
   return std::min(dev.sm_count, 1 + std::max(0, sorted_len - 1) / tuning.slots_per_block);
@@ -1036,6 +1280,12 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     return plan_for(MoeAlignPath::kExchange, numel, num_buckets, dev, warp_size, static_cast<int>(grid), threads,
                     stage, false, tuning.cluster_size);
   };
+  if (many_buckets && numel >= tuning.ranged_min_pairs && (most || numel <= tuning.ranged_max_pairs_fewer_buckets)) {
+    const int threads = numel <= kBlockThreads * kSteps ? kBlockThreads : kMaxBlockThreads;
+    const int grid = std::min(dev.sm_count, std::max(1, numel / tuning.ranged_pairs_per_block));
+    const MoeAlignPlan ranged = plan_ranged(numel, num_buckets, sorted_len, dev, warp_size, grid, threads);
+    if (staged_fits(ranged, numel, dev)) return ranged;
+  }
   const bool one_cluster =
       many_buckets ? numel >= tuning.one_cluster_min_pairs && numel <= tuning.one_cluster_max_pairs
                    : numel >= tuning.one_cluster_min_pairs_few_buckets && numel <= tuning.one_cluster_max_pairs_few_buckets;
@@ -1138,8 +1388,8 @@ MoeAlignKernel<IdT> moe_align_kernel_for(const MoeAlignPlan& plan) {
 
 // Every kernel that sizes its shared memory at launch (each needs its limit raised once).
 template <typename IdT, int kWarpSize>
-std::array<MoeAlignKernel<IdT>, 7> moe_align_launch_sized_kernels() {
-  return {moe_align_staged_kernel<IdT, kWarpSize>, moe_align_kernel_for<IdT, kWarpSize>(false, false),
+std::array<MoeAlignKernel<IdT>, 8> moe_align_launch_sized_kernels() {
+  return {moe_align_staged_kernel<IdT, kWarpSize>, moe_align_ranged_kernel<IdT, kWarpSize>, moe_align_kernel_for<IdT, kWarpSize>(false, false),
           moe_align_kernel_for<IdT, kWarpSize>(false, true), moe_align_kernel_for<IdT, kWarpSize>(true, false),
           moe_align_kernel_for<IdT, kWarpSize>(true, true), moe_align_kernel_for<IdT, kWarpSize>(false, false, true),
           moe_align_kernel_for<IdT, kWarpSize>(true, false, true)};
@@ -1163,12 +1413,14 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
   p.block_div = block_divisor(p.block_size);
-  p.tiny_share = (p.sorted_len + 4 * plan.grid - 1) / (4 * plan.grid) * 4;
+  p.tiny_share = ranged_room(p.sorted_len, plan.grid);
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
     return launch_plain(moe_align_tiny_kernel<IdT>, plan.grid, plan.block, args, plan.smem, stream);
   if (plan.path == MoeAlignPath::kStaged)
     return launch_plain(moe_align_staged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
+  if (plan.path == MoeAlignPath::kRanged)
+    return launch_plain(moe_align_ranged_kernel<IdT, kWarpSize>, plan.grid, plan.block, args, plan.smem, stream);
   const auto kernel = moe_align_kernel_for<IdT, kWarpSize>(plan);
   if (plan.cluster > 1)  // exchange plans only (plan_for)
     return launch_clusters(kernel, plan.grid, plan.block, plan.cluster, has_grid_barrier(plan), args, plan.smem,

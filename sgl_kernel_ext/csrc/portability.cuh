@@ -85,6 +85,15 @@ __device__ __forceinline__ int shfl_up(int v, int delta) {
 #endif
 }
 
+template <int kWarpSize>
+__device__ __forceinline__ int shfl(int v, int src_lane) {
+#if defined(SKE_HIP)
+  return __shfl(v, src_lane, kWarpSize);
+#else
+  return __shfl_sync(0xffffffffu, v, src_lane, kWarpSize);
+#endif
+}
+
 // width: lanes per independent group (a power of two <= kWarpSize).
 template <int kWarpSize>
 __device__ __forceinline__ int shfl_xor(int v, int lane_mask, int width = kWarpSize) {

@@ -22,3 +22,5 @@ template __global__ void ske::moe_align_tiny_kernel<int32_t>(ske::MoeAlignParams
 template __global__ void ske::moe_align_tiny_kernel<int64_t>(ske::MoeAlignParams<int64_t>);
 template __global__ void ske::moe_align_staged_kernel<int32_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int32_t>);
 template __global__ void ske::moe_align_staged_kernel<int64_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int64_t>);
+template __global__ void ske::moe_align_ranged_kernel<int32_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int32_t>);
+template __global__ void ske::moe_align_ranged_kernel<int64_t, ske::kDeviceWarpSize>(ske::MoeAlignParams<int64_t>);
