@@ -557,8 +557,9 @@ def markdown(targets: list[Target], source: str, commit: str) -> str:
         "",
         "Notes:",
         "- Shared memory / LDS is the static part only; the kernels' histogram rows and sorted copies live in "
-        "dynamic shared memory sized at launch (`moe_align_smem_bytes()`, `moe_align_staged_smem_bytes()` and "
-        "`moe_align_tiny_smem_bytes()` in `sgl_kernel_ext/csrc/moe_align.cuh`), which no compiler report can show.",
+        "dynamic shared memory sized at launch (`moe_align_smem_bytes()`, `moe_align_staged_smem_bytes()`, "
+        "`moe_align_ranged_smem_bytes()` and `moe_align_tiny_smem_bytes()` in `sgl_kernel_ext/csrc/moe_align.cuh`), "
+        "which no compiler report can show.",
         "- NVIDIA: `ptxas -v` (registers per thread; stack = local memory). Occupancy is not reported by ptxas.",
         "- AMD: `-Rpass-analysis=kernel-resource-usage` (VGPRs/SGPRs per wave lane; scratch in bytes per lane; "
         "occupancy in waves per SIMD as the compiler estimates it). gfx908/gfx90a/gfx940 use Debian's ROCm 5.2 "
