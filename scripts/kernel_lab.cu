@@ -7,6 +7,7 @@
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
 //   /tmp/kernel_lab small    # the default plan against staged and ranged 256/512 threads and grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
+//   /tmp/kernel_lab cold     # default plans in a graph, alone between events, and alone after L2 is emptied (eager)
 //   /tmp/kernel_lab cluster  # cluster barrier and distributed-shared-memory read costs (sm_90)
 //   /tmp/kernel_lab ifetch   # cycles to run straight-line code once (instruction fetch), cold and warm
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
@@ -711,6 +712,70 @@ int floor_costs(const Device& d) {
   return 0;
 }
 
+// One launch between two events, median of 100, as triton's do_bench times the eager call:
+// after writing a 256 MB buffer (what do_bench does to empty L2: kernel code and data then come
+// from HBM) or right after the previous launch (warm).
+// warm_data: after the flush, the kernel's buffers are written once more (in L2 again; its code is not).
+template <typename Launch, typename WarmData>
+double event_us(Launch launch, bool flush, WarmData warm_data) {
+  static char* junk = nullptr;
+  constexpr size_t kJunk = size_t(256) << 20;
+  if (!junk) CK(cudaMalloc(&junk, kJunk));
+  cudaEvent_t a, b;
+  CK(cudaEventCreate(&a));
+  CK(cudaEventCreate(&b));
+  std::vector<float> t;
+  for (int i = 0; i < 105; ++i) {
+    if (flush) CK(cudaMemsetAsync(junk, i & 0xff, kJunk, 0));
+    warm_data();
+    CK(cudaEventRecord(a, 0));
+    launch(cudaStream_t(0));
+    CK(cudaEventRecord(b, 0));
+    CK(cudaEventSynchronize(b));
+    float ms;
+    CK(cudaEventElapsedTime(&ms, a, b));
+    if (i >= 5) t.push_back(ms);
+  }
+  std::sort(t.begin(), t.end());
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
+  return t[t.size() / 2] * 1000.0;
+}
+
+// Where the eager call's time over the graph time goes: each default plan timed in a graph,
+// alone between events, and alone between events after L2 is emptied.
+int cold_costs(const Device& d) {
+  std::mt19937_64 rng(11);
+  std::printf("what,tokens,path,grid,graph_us,warm_us,cold_us,cold_code_us\n");
+  const auto empty = [](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); };
+  const auto nothing = [] {};
+  std::printf("empty_kernel,0,-,1,%.2f,%.2f,%.2f,-\n", graph_us(empty), event_us(empty, false, nothing),
+              event_us(empty, true, nothing));
+  const Routing shapes[] = {{"DeepSeek-V3", 256, 8}, {"Mixtral", 8, 2}};
+  for (const auto& rt : shapes)
+    for (int tokens : {1, 128, 512, 2048, 16384, 65536}) {
+      Case c{tokens, rt.topk, rt.experts + 1, 64, true, false, false, "uniform"};
+      const auto ids = make_ids(c, rng);
+      const int numel = int(ids.size());
+      const auto plan = default_plan(d, numel, c.N, 64);
+      Run<int32_t> r = alloc<int32_t>(ids, c.N, 64, plan.grid);
+      const auto p = r.params(c.N, 64, true, false);
+      const auto launch = [&](cudaStream_t s) { CK(ske::launch_moe_align<int32_t, 32>(p, plan, s)); };
+      int32_t* ids_copy;
+      CK(cudaMalloc(&ids_copy, std::max(1, numel) * 4));
+      const auto rewrite = [&] {
+        CK(cudaMemsetAsync(r.sorted, 0, r.sorted_len * 4, 0));
+        CK(cudaMemsetAsync(r.experts, 0, r.experts_len * 4, 0));
+        CK(cudaMemcpyAsync(ids_copy, r.ids, size_t(numel) * 4, cudaMemcpyDeviceToDevice, 0));  // the ids into L2
+      };
+      std::printf("%s,%d,%d,%d,%.2f,%.2f,%.2f,%.2f\n", rt.name, tokens, int(plan.path), plan.grid, graph_us(launch),
+                  event_us(launch, false, nothing), event_us(launch, true, nothing), event_us(launch, true, rewrite));
+      cudaFree(ids_copy);
+      release(r);
+    }
+  return 0;
+}
+
 // The default plan of one uniform shape (block 64), launched a few times: a target for ncu.
 int one_shape(const Device& d, int experts, int topk, int tokens) {
   std::mt19937_64 rng(5);
@@ -902,6 +967,7 @@ int main(int argc, char** argv) {
   if (what == "time") return time_plans(d);
   if (what == "small") return one_cluster_sweep(d);
   if (what == "floor") return floor_costs(d);
+  if (what == "cold") return cold_costs(d);
   if (what == "cluster") return cluster_costs(d);
   if (what == "ifetch") return ifetch_costs(d);
   if (what == "one" && argc == 5) return one_shape(d, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
@@ -911,6 +977,6 @@ int main(int argc, char** argv) {
 #if defined(SKE_BASELINE)
   if (what == "ab") return ab(d);
 #endif
-  std::fprintf(stderr, "usage: kernel_lab check|time|floor|cluster|ifetch|phases|ab|one E K T\n");
+  std::fprintf(stderr, "usage: kernel_lab check|time|small|floor|cold|cluster|ifetch|phases|ab|one E K T\n");
   return 2;
 }
