@@ -3,7 +3,7 @@
 // a plan or kernel change is tried in seconds on the GPU machine.
 //
 //   nvcc -O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc scripts/kernel_lab.cu -o /tmp/kernel_lab
-//   /tmp/kernel_lab check    # random cases, every path forced (tiny, one block, exchange 256/512)
+//   /tmp/kernel_lab check    # random cases, every path forced (tiny, staged, ranged, one block, exchange 256/512)
 //   /tmp/kernel_lab time     # every path and grid on the benchmark's routings (LAB_ROUTINGS=..., LAB_TOKENS=1,16)
 //   /tmp/kernel_lab small    # the default plan against staged and ranged 256/512 threads and grids of one cluster, 128-8,192 tokens (LAB_TOKENS=..., LAB_ROUTINGS=...)
 //   /tmp/kernel_lab floor    # launch, grid-barrier and post-barrier load costs
@@ -916,7 +916,8 @@ int phases(const Device& d) {
                     t[1] - t[0], t[2] - t[1], t[3] - t[2], t[4] - t[3], t[5] - t[4], t[5] - t[0]);
         release(r);
       }
-  // The ranged kernel on the staged plans' grids: block 0 and the block that took longest.
+  // The ranged kernel on the default plan's grid (a staged plan's below the ranged path's sizes):
+  // block 0 and the block that took longest.
   std::printf("ranged,tokens,dist,bs,grid,threads,block,p0-1 count,p1-2 scan,p2-3 queue,p3-4 rank,p4-5 place,p5-6 write,total\n");
   for (const auto& sh : staged_shapes)
     for (const char* dist : {"uniform", "skewed"})
@@ -924,9 +925,9 @@ int phases(const Device& d) {
         Case c{sh.tokens, sh.topk, sh.experts + 1, bs, true, false, false, dist};
         const auto ids = make_ids(c, rng);
         const int numel = int(ids.size()), len = sorted_len_for(numel, c.N, bs);
-        const auto staged = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [](const ske::MoeAlignPlan&) { return 1; });
-        if (staged.path != ske::MoeAlignPath::kStaged && staged.path != ske::MoeAlignPath::kRanged) continue;
-        const auto plan = ske::plan_ranged(numel, c.N, len, d.dev, 32, staged.grid, staged.block);
+        const auto chosen = ske::plan_moe_align(numel, c.N, len, d.dev, 32, [](const ske::MoeAlignPlan&) { return 1; });
+        if (chosen.path != ske::MoeAlignPath::kStaged && chosen.path != ske::MoeAlignPath::kRanged) continue;
+        const auto plan = ske::plan_ranged(numel, c.N, len, d.dev, 32, chosen.grid, chosen.block);
         Run<int32_t> r = alloc<int32_t>(ids, c.N, bs, 1);
         std::vector<long long> clk(4096 * 16);
         for (int rep = 0; rep < 3; ++rep) {

@@ -77,7 +77,7 @@ struct MoeAlignParams {
   int32_t sorted_len;
   int32_t per_warp;  // pairs per warp chunk; a block's slice is per_warp * warps pairs
   int32_t stage_pairs;  // moe_align_kernel<kStage>: room for a slice's pairs in shared memory (else 0)
-  int32_t tiny_share;   // slots of sorted_token_ids per block (tiny) or room for them (ranged), a multiple of 4
+  int32_t block_slots;  // slots of sorted_token_ids per block (tiny) or room for them (ranged), a multiple of 4
   int32_t key_bits;  // bit width of num_buckets (a key of num_buckets means "no pair")
   bool pad_sorted_token_ids;
   bool ignore_invalid_expert;
@@ -397,8 +397,8 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
   int32_t* padded = keys + T;  // [T]: the padded size of the bucket of its first pair, else 0
   TinyBucket* present = reinterpret_cast<TinyBucket*>(padded + T);
   const int n8 = (n + 7) / 8 * 8;  // <= T: entries past n hold key N and size 0
-  const int own_lo = min(p.sorted_len, static_cast<int>(blockIdx.x) * p.tiny_share);  // this block's slots
-  const int own_hi = min(p.sorted_len, own_lo + p.tiny_share);
+  const int own_lo = min(p.sorted_len, static_cast<int>(blockIdx.x) * p.block_slots);  // this block's slots
+  const int own_hi = min(p.sorted_len, own_lo + p.block_slots);
   // In flight during the fill (measured 2.5% faster than after it).
   const int key = bucket_key(p, tid, n, invalid_bucket_key(p));
   if (p.pad_sorted_token_ids) fill_range(p.sorted_token_ids, own_lo, own_hi, p.numel, tid, T);
@@ -501,8 +501,8 @@ constexpr int kKeyMask = (1 << kKeyBits) - 1;
 
 // kLane0Ballot: the lanes that share lane 0's key find each other by a ballot instead, for
 // queues that one hot bucket fills (skewed routing), whose atomics on one address would run
-// one after another (ranged kernel, skewed routing: rank phase 1,900 -> 1,250 cycles; the
-// staged kernel on uniform routing 4-5% slower with it, twelfth session).
+// one after another (ranged kernel, skewed routing: rank phase 1,900-2,100 -> 1,250-1,650
+// cycles; the staged kernel on uniform routing 4-5% slower with it, twelfth session).
 template <int kWarpSize, bool kLane0Ballot = false>
 __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* row, LaneMask<kWarpSize>* peers_of) {
   using Mask = LaneMask<kWarpSize>;
@@ -719,15 +719,15 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 //      (a binary search over the range); the tail past the total.
 // Shared memory: local[room] | count[N] | pstart[N + 1] | scan | range[2] | rows[warps][N] |
 //                peers[warps][N] (lane masks) | qkey[numel + warp] | qpair[numel]
-// (room = p.tiny_share: at least a block's share of sorted_len, a multiple of 4).
+// (room = p.block_slots: at least a block's share of sorted_len, a multiple of 4).
 __host__ __device__ inline size_t ranged_ints_before_peers(int warps, int num_buckets, int room) {
   const size_t ints = static_cast<size_t>(room) + static_cast<size_t>(warps + 2) * num_buckets + 1 + kScanInts + 2;
   return ints + (ints & 1);
 }
 inline size_t moe_align_ranged_smem_bytes(int warps, int num_buckets, int numel, int room, int warp_size) {
-  return sizeof(int32_t) * (ranged_ints_before_peers(warps, num_buckets, room) +
-                            static_cast<size_t>(warps) * num_buckets * (warp_size / 32) + 2 * static_cast<size_t>(numel) +
-                            warp_size);
+  const size_t masks = static_cast<size_t>(warps) * num_buckets * (warp_size / 32);
+  return sizeof(int32_t) * (ranged_ints_before_peers(warps, num_buckets, room) + masks +
+                            2 * static_cast<size_t>(numel) + warp_size);
 }
 
 template <typename IdT, int kWarpSize>
@@ -736,7 +736,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_ranged_kernel(cons
   extern __shared__ int32_t smem[];
   const int N = p.num_buckets, numel = p.numel, T = blockDim.x, tid = threadIdx.x, G = gridDim.x;
   const int lane = tid % kWarpSize, warp = tid / kWarpSize, warps = T / kWarpSize;
-  const int room = p.tiny_share;
+  const int room = p.block_slots;
   int32_t* local = smem;  // [room]: this block's slots (16-byte aligned: room is a multiple of 4)
   int32_t* count = local + room;
   int32_t* pstart = count + N;
@@ -830,7 +830,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_ranged_kernel(cons
     if (in_lanes[s] & me) {
       const int q = queued + popcount(in_lanes[s] & (me - 1)), pair = begin + s * kWarpSize + lane;
       if (one_bucket) {
-        if (static_cast<unsigned>(one_bucket_slot + q) < static_cast<unsigned>(s_hi - s_lo)) local[one_bucket_slot + q] = pair;
+        const int at = one_bucket_slot + q;
+        if (static_cast<unsigned>(at) < static_cast<unsigned>(s_hi - s_lo)) local[at] = pair;
       } else {
         qkey[q] = keys[s] - e_lo;
         qpair[q] = pair;
@@ -1246,14 +1247,14 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
 }
 
 // A kRanged plan: the staged plan's grid, block and chunks, with room for a block's share of
-// sorted_len slots (launch_moe_align sets p.tiny_share to the same).
+// sorted_len slots (launch_moe_align sets p.block_slots to the same).
 inline int ranged_room(int sorted_len, int grid) { return (sorted_len + 4 * grid - 1) / (4 * grid) * 4; }
 inline MoeAlignPlan plan_ranged(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                                 int grid, int threads) {
   MoeAlignPlan plan = plan_for(MoeAlignPath::kStaged, numel, num_buckets, dev, warp_size, grid, threads);
   plan.path = MoeAlignPath::kRanged;
-  plan.smem = moe_align_ranged_smem_bytes(plan.block / warp_size, num_buckets, numel, ranged_room(sorted_len, plan.grid),
-                                          warp_size);
+  const int room = ranged_room(sorted_len, plan.grid);
+  plan.smem = moe_align_ranged_smem_bytes(plan.block / warp_size, num_buckets, numel, room, warp_size);
   return plan;
 }
 
@@ -1389,9 +1390,10 @@ MoeAlignKernel<IdT> moe_align_kernel_for(const MoeAlignPlan& plan) {
 // Every kernel that sizes its shared memory at launch (each needs its limit raised once).
 template <typename IdT, int kWarpSize>
 std::array<MoeAlignKernel<IdT>, 8> moe_align_launch_sized_kernels() {
-  return {moe_align_staged_kernel<IdT, kWarpSize>, moe_align_ranged_kernel<IdT, kWarpSize>, moe_align_kernel_for<IdT, kWarpSize>(false, false),
-          moe_align_kernel_for<IdT, kWarpSize>(false, true), moe_align_kernel_for<IdT, kWarpSize>(true, false),
-          moe_align_kernel_for<IdT, kWarpSize>(true, true), moe_align_kernel_for<IdT, kWarpSize>(false, false, true),
+  return {moe_align_staged_kernel<IdT, kWarpSize>,           moe_align_ranged_kernel<IdT, kWarpSize>,
+          moe_align_kernel_for<IdT, kWarpSize>(false, false), moe_align_kernel_for<IdT, kWarpSize>(false, true),
+          moe_align_kernel_for<IdT, kWarpSize>(true, false),  moe_align_kernel_for<IdT, kWarpSize>(true, true),
+          moe_align_kernel_for<IdT, kWarpSize>(false, false, true),
           moe_align_kernel_for<IdT, kWarpSize>(true, false, true)};
 }
 
@@ -1413,7 +1415,7 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
   p.block_div = block_divisor(p.block_size);
-  p.tiny_share = ranged_room(p.sorted_len, plan.grid);
+  p.block_slots = ranged_room(p.sorted_len, plan.grid);
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
     return launch_plain(moe_align_tiny_kernel<IdT>, plan.grid, plan.block, args, plan.smem, stream);
