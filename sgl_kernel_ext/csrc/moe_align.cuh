@@ -1166,7 +1166,9 @@ struct MoeAlignTuning {
   int pairs_per_thread = 2;        // exchange grid = pairs / (pairs_per_thread * threads)
   // Exchanges in thread-block clusters (sm_90 and later; seventh session): over many buckets,
   int cluster_size = 8;               // clusters of this many blocks,
-  int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_wide blocks,
+  int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_clusters blocks
+  int max_grid_clusters = 128;        // (16 clusters; 96 before the twelfth session: 32K-64K tokens
+                                      // 0.92-0.98 with 128, 16K 0.97-1.02),
   int cluster_min_grid = 72;          // from this many blocks (at 64 0.92-1.09 of without, at 16-48 slower);
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
@@ -1312,7 +1314,7 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
     const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
     // One cluster's worth of blocks: the block and shared memory of any grid (unstaged).
     const MoeAlignPlan shape = cluster_exchange(tuning.cluster_size, threads, false);
-    int64_t grid = std::min<int64_t>(tuning.max_grid_wide, numel / tuning.cluster_pairs_per_block);
+    int64_t grid = std::min<int64_t>(tuning.max_grid_clusters, numel / tuning.cluster_pairs_per_block);
     grid = std::min<int64_t>(grid, max_coresident(shape)) / tuning.cluster_size * tuning.cluster_size;
     if (grid >= tuning.cluster_min_grid) {
       for (bool staged : {stage, false}) {
