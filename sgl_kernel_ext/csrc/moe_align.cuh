@@ -1168,7 +1168,7 @@ struct MoeAlignTuning {
   int cluster_size = 8;               // clusters of this many blocks,
   int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_clusters blocks
   int max_grid_clusters = 128;        // (16 clusters; 96 before the twelfth session: 32K-64K tokens
-                                      // 0.92-0.98 with 128, 16K 0.97-1.02),
+                                      // 0.92-0.99 with 128, 16K 0.95-1.02),
   int cluster_min_grid = 72;          // from this many blocks (at 64 0.92-1.09 of without, at 16-48 slower);
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
