@@ -712,6 +712,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 //      share, [e_lo, e_hi), are its range.
 //   2. The range's pairs, in pair order, into a queue (a ballot per step and a
 //      scan over the warps); each warp ranks a chunk of the queue (rank_in_warp).
+//      A share inside one bucket skips the queue: there queue order is rank order.
 //   3. Per bucket of the range, the slot of each warp's first pair (pstart plus
 //      the lower warps'); each queued pair whose slot is in the share goes to
 //      local[slot - share start], which was filled with padding first.
