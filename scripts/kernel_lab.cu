@@ -15,7 +15,7 @@
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
 //     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
 //     From 68931fb on, also rename what both namespaces would match alike (int arguments only):
-//     sed 's/\b\(plan_ranged\|ranged_room\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\)\b/base_\1/g'
+//     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\)\b/base_\1/g'
 //   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu)
 #include <algorithm>
 #include <cmath>

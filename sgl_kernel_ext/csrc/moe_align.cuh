@@ -206,14 +206,23 @@ __device__ int2 block_exclusive_scan2(int& a, int& b, int32_t* scan) {
   return make_int2(scan[64], scan[65]);
 }
 
+// This thread's run [x, y) of n buckets when each of the block's threads owns an equal run.
+// Threads: int or blockDim.x's unsigned, whose division each caller was tuned with.
+template <typename Threads>
+__device__ __forceinline__ int2 thread_bucket_run(int n, Threads threads) {
+  const int per_thread = (n + threads - 1) / threads;
+  const int lo = min(n, static_cast<int>(threadIdx.x) * per_thread);
+  return make_int2(lo, min(n, lo + per_thread));
+}
+
 // start <- exclusive scan of the padded counts, start[n] = total; with kLocal,
 // local <- its exclusive scan, in place. Returns both totals.
 template <int kWarpSize, bool kLocal, typename IdT>
 __device__ int2 padded_exclusive_scan(const MoeAlignParams<IdT>& p, const int32_t* count, int32_t* start,
                                       int32_t* local, int n, int32_t* scan) {
   const int tid = threadIdx.x;
-  const int per_thread = (n + blockDim.x - 1) / blockDim.x;
-  const int lo = min(n, tid * per_thread), hi = min(n, lo + per_thread);
+  const int2 owned = thread_bucket_run(n, blockDim.x);
+  const int lo = owned.x, hi = owned.y;
   int run = 0, local_run = 0;
 #pragma unroll 1
   for (int e = lo; e < hi; ++e) {
@@ -627,8 +636,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 
   // 2. Each thread owns a run of buckets; cstart holds their sizes until the scan.
   // The owner then writes its buckets' cumsum, expert_ids and m_info.
-  const int per_thread = (N + T - 1) / T;
-  const int lo = min(N, tid * per_thread), hi = min(N, lo + per_thread);
+  const int2 owned = thread_bucket_run(N, T);
+  const int lo = owned.x, hi = owned.y;
   int pairs = 0, padded = 0;
 #pragma unroll 1
   for (int e = lo; e < hi; ++e) {
@@ -772,8 +781,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_ranged_kernel(cons
   SKE_PHASE(1);
 
   // 1. Padded starts; this block's share of [0, total) and the buckets that meet it.
-  const int per_thread = (N + T - 1) / T;
-  const int lo = min(N, tid * per_thread), hi = min(N, lo + per_thread);
+  const int2 owned = thread_bucket_run(N, T);
+  const int lo = owned.x, hi = owned.y;
   int padded = 0, unused = 0;
 #pragma unroll 1
   for (int e = lo; e < hi; ++e) padded += round_up_to_block(p, count[e]);
@@ -1244,19 +1253,21 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   return plan;
 }
 
-// Whether a staged plan holds every pair in registers and fits shared memory.
+// Whether a staged or ranged plan holds every pair in registers and fits shared memory.
 inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits& dev) {
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
 
-// A kRanged plan: the staged plan's grid, block and chunks, with room for a block's share of
-// sorted_len slots (launch_moe_align sets p.block_slots to the same).
-inline int ranged_room(int sorted_len, int grid) { return (sorted_len + 4 * grid - 1) / (4 * grid) * 4; }
+// MoeAlignParams::block_slots: a block's share of sorted_len slots over grid blocks, rounded up
+// to a multiple of 4 (the tiny kernel's share; the ranged kernel's room for its share).
+inline int block_slots_for(int sorted_len, int grid) { return (sorted_len + 4 * grid - 1) / (4 * grid) * 4; }
+
+// A kRanged plan: the staged plan's grid, block and chunks, with shared memory for the ranged kernel.
 inline MoeAlignPlan plan_ranged(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
                                 int grid, int threads) {
   MoeAlignPlan plan = plan_for(MoeAlignPath::kStaged, numel, num_buckets, dev, warp_size, grid, threads);
   plan.path = MoeAlignPath::kRanged;
-  const int room = ranged_room(sorted_len, plan.grid);
+  const int room = block_slots_for(sorted_len, plan.grid);
   plan.smem = moe_align_ranged_smem_bytes(plan.block / warp_size, num_buckets, numel, room, warp_size);
   return plan;
 }
@@ -1418,7 +1429,7 @@ gpuError_t launch_moe_align(MoeAlignParams<IdT> p, const MoeAlignPlan& plan, gpu
   p.stage_pairs = plan.stage_pairs;
   p.key_bits = bit_width(p.num_buckets);
   p.block_div = block_divisor(p.block_size);
-  p.block_slots = ranged_room(p.sorted_len, plan.grid);
+  p.block_slots = block_slots_for(p.sorted_len, plan.grid);
   void* args[] = {&p};
   if (plan.path == MoeAlignPath::kTiny)
     return launch_plain(moe_align_tiny_kernel<IdT>, plan.grid, plan.block, args, plan.smem, stream);

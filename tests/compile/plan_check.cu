@@ -64,7 +64,7 @@ int main() {
           if (ske::has_grid_barrier(plan)) check(plan.grid <= coresident(dev, plan), "grid not co-resident");
           if (plan.path == ske::MoeAlignPath::kRanged) {
             ++ranged;
-            check(int64_t(ske::ranged_room(sorted_len, plan.grid)) * plan.grid >= sorted_len,
+            check(int64_t(ske::block_slots_for(sorted_len, plan.grid)) * plan.grid >= sorted_len,
                   "room for a share smaller than sorted_len / grid");
           }
           // README.md, How it works: over more than 64 buckets from 3,072 pairs, up to 4,096 over at

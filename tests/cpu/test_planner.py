@@ -2,25 +2,25 @@
 tests/compile/plan_check.cu is built with nvcc and run over device limits like an H200's, an
 A100's and an MI300X's (every plan launchable; the ranged path exactly where README.md says)."""
 
-import os
+import importlib.util
 import pathlib
-import shutil
 import subprocess
+import sys
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
-def _nvcc():  # where scripts/ci/compile_report.sh finds it too
-    for cand in (shutil.which("nvcc"), os.path.join(os.environ.get("CUDA_HOME", ""), "bin", "nvcc"),
-                 "/usr/local/cuda/bin/nvcc"):
-        if cand and os.path.isfile(cand):
-            return cand
-    return None
+def _resource_report():  # scripts/ci/resource_report.py: finds nvcc as the compile report does
+    spec = importlib.util.spec_from_file_location("resource_report", ROOT / "scripts/ci/resource_report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
-NVCC = _nvcc()
+NVCC = _resource_report().find_nvcc()
 pytestmark = pytest.mark.skipif(NVCC is None, reason="needs nvcc (host code only, no GPU)")
 
 
