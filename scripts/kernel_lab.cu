@@ -16,7 +16,9 @@
 //     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
 //     From 68931fb on, also rename what both namespaces would match alike (int arguments only):
 //     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\)\b/base_\1/g'
-//   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu)
+//   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu; the device's ncu
+//     runs a cooperative launch in clusters as clusters of one block, so that it profiles another
+//     exchange than the one timed: bench/NOTES.md, thirteenth session)
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -193,6 +195,7 @@ std::string check_plan(const Case& c, const std::vector<int64_t>& ids, const ske
   poison(r.experts, r.experts_len + 1);
   poison(r.total, 1);
   poison(r.cumsum, c.N + 1);
+  poison(r.counts, size_t(plan.grid) * c.N);  // the workspace holds whatever an earlier call left
   CK(ske::launch_moe_align<IdT, 32>(r.params(c.N, c.bs, c.pad, c.ignore), plan, 0));
   CK(cudaGetLastError());
   CK(cudaDeviceSynchronize());
@@ -377,8 +380,12 @@ int time_plans(const Device& d) {
       std::vector<std::pair<std::string, ske::MoeAlignPlan>> plans;
       const auto chosen = default_plan(d, numel, c.N, bs);
       plans.push_back({"default", chosen});
-      if (chosen.stage_pairs)  // the same plan placing directly
-        plans.push_back({"default_direct", ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block)});
+      if (chosen.path == MoeAlignPath::kExchange) {  // the same grid placing the other way
+        const auto other = ske::plan_for(chosen.path, numel, c.N, d.dev, 32, chosen.grid, chosen.block,
+                                         !chosen.stage_pairs, chosen.packed_counts, chosen.cluster);
+        if (other.stage_pairs != chosen.stage_pairs && other.grid <= coresident_blocks(d, other))
+          plans.push_back({other.stage_pairs ? "default_staged" : "default_direct", other});
+      }
       if (numel <= ske::kBlockThreads)
         for (int grid : {1, 2, 4, 8, 16, 32})
           plans.push_back({"tiny", ske::plan_for(MoeAlignPath::kTiny, numel, c.N, d.dev, 32, grid)});
@@ -390,7 +397,7 @@ int time_plans(const Device& d) {
         }
       for (int threads : {ske::kBlockThreads, ske::kMaxBlockThreads})
         for (bool stage : {true, false})
-          for (int g : {4, 8, 16, 32, 48, 64, 96, 132}) {
+          for (int g : {4, 8, 16, 32, 48, 64, 96, 128, 132, 192, 256}) {
             const auto plan = ske::plan_for(MoeAlignPath::kExchange, numel, c.N, d.dev, 32, g, threads, stage);
             const std::string name = "exchange" + std::to_string(plan.block) + (plan.stage_pairs ? "staged" : "direct");
             if (stage && !plan.stage_pairs) continue;
@@ -822,7 +829,8 @@ int ab(const Device& d) {
           const auto plan = default_plan(d, numel, c.N, bs);
           const auto base = ske_base::plan_moe_align(numel, c.N, len, d.dev, 32, [&](const ske_base::MoeAlignPlan& shape) {
             return d.coresident(shape.block, shape.smem,
-                                reinterpret_cast<const void*>(ske_base::moe_align_kernel_for<int32_t, 32>(shape)));
+                                reinterpret_cast<const void*>(ske_base::moe_align_kernel_for<int32_t, 32>(shape)),
+                                shape.cluster);
           });
           const std::string err = check_plan<int32_t>(c, ids, plan);
           if (!err.empty()) {

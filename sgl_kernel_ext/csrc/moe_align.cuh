@@ -119,6 +119,12 @@ __device__ __forceinline__ int invalid_bucket_key(const MoeAlignParams<IdT>& p) 
 
 // Pairs per lane loaded together: their loads are all in flight at once.
 constexpr int kSteps = 16;
+// The same for the cluster exchange that places directly: its plans (below
+// cluster_stage_min_pairs, on at least cluster_min_grid blocks) give a lane at most 4 pairs on an
+// H200, and the count phase's code is fetched cold by every block: with 4 instead of 16, 400
+// instructions fewer and the 1K-16K-token exchanges 0.94-0.97 (bench/NOTES.md, thirteenth session).
+// Larger slices take more rounds.
+constexpr int kClusterDirectSteps = 4;
 // Threads per block: 256 (short per-bucket chains over the warp rows), or 512 for
 // large exchanges over many buckets (fewer blocks to sum, one bucket per thread).
 constexpr int kBlockThreads = 256;
@@ -948,7 +954,12 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // Pair indices in unsigned 32 bits: numel < 2^31 (host check), and a slice's rounding adds
   // less than warps * gridDim.x.
   const uint32_t numel = static_cast<uint32_t>(p.numel);
-  const bool exchange = gridDim.x > 1;  // only exchange plans launch several blocks
+  // Only exchange plans launch several blocks. The cluster instance that places directly is one
+  // always; saying so drops the copy of each loop that the compiler kept for one block (-240
+  // instructions). Not in the staged one: there ptxas then re-reads the shared window's base
+  // (S2UR) in the unrolled placement, and 32K-64K tokens ran 1.06-1.16x slower.
+  const bool exchange = (kCluster && !kStage) || gridDim.x > 1;
+  constexpr int kLaneSteps = kCluster && !kStage ? kClusterDirectSteps : kSteps;
 
   SKE_PHASE(0);
   // One block: fill the whole buffer now, the block barriers order it before the placement.
@@ -967,14 +978,14 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   const uint32_t begin = min(slice_begin + warp * per_warp, slice_end);
   const uint32_t end = min(begin + per_warp, slice_end);
 
-  // 1. Count this warp's chunk, kSteps pairs per lane per round.
-  constexpr uint32_t round_len = kSteps * kWarpSize;
+  // 1. Count this warp's chunk, kLaneSteps pairs per lane per round.
+  constexpr uint32_t round_len = kLaneSteps * kWarpSize;
   const bool keys_stay = end - begin <= round_len;  // one round: keep keys for placement
-  int keys[kSteps];
+  int keys[kLaneSteps];
   for (uint32_t r0 = begin; r0 < end; r0 += round_len) {
-    load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
+    load_keys<kLaneSteps, kWarpSize>(p, r0, end, lane, keys);
 #pragma unroll
-    for (int s = 0; s < kSteps; ++s) {
+    for (int s = 0; s < kLaneSteps; ++s) {
       if (r0 + s * kWarpSize >= end) break;
       if (keys[s] != N) atomicAdd(&my_row[keys[s]], 1);  // counts need no order
     }
@@ -1105,11 +1116,11 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
     sync_warp();
   };
   for (uint32_t r0 = begin; r0 < end; r0 += round_len) {
-    if (!keys_stay) load_keys<kSteps, kWarpSize>(p, r0, end, lane, keys);
+    if (!keys_stay) load_keys<kLaneSteps, kWarpSize>(p, r0, end, lane, keys);
     if constexpr (kStage) {
       // Many steps (large slices): unrolled, the steps' independent work overlaps.
 #pragma unroll
-      for (int s = 0; s < kSteps; ++s) {
+      for (int s = 0; s < kLaneSteps; ++s) {
         if (r0 + s * kWarpSize >= end) break;
         place(keys[s], static_cast<int32_t>(r0 + s * kWarpSize + lane));
       }
@@ -1123,7 +1134,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
       for (int s = 0; s < steps; ++s) {
         const int key = keys[0];
 #pragma unroll
-        for (int j = 0; j + 1 < kSteps; ++j) keys[j] = keys[j + 1];
+        for (int j = 0; j + 1 < kLaneSteps; ++j) keys[j] = keys[j + 1];
         place(key, static_cast<int32_t>(r0 + s * kWarpSize + lane));
       }
     }
