@@ -857,9 +857,54 @@ int ab(const Device& d) {
 #endif
 
 #if defined(SKE_PHASE_CLOCKS)
+__global__ void global_timer_steps(unsigned long long* out) {
+  unsigned long long last = ske::ske_global_ns(), smallest = ~0ull, changes = 0;
+  const unsigned long long first = last;
+  for (int i = 0; i < 100000; ++i) {
+    const unsigned long long t = ske::ske_global_ns();
+    if (t != last) {
+      smallest = t - last < smallest ? t - last : smallest;
+      ++changes;
+      last = t;
+    }
+  }
+  out[0] = smallest;
+  out[1] = changes;
+  out[2] = last - first;
+}
+
+// The last launch's phase marks on the global timer, over all blocks: for each mark the
+// earliest, median and latest block, in ns after the first block started.
+void timeline(int grid, const char* name, int tokens, int stage_pairs) {
+  std::vector<unsigned long long> ns(4096 * 16);
+  CK(cudaMemcpyFromSymbol(ns.data(), ske::ske_phase_ns, ns.size() * sizeof(unsigned long long)));
+  unsigned long long t0 = ~0ull;
+  for (int b = 0; b < grid; ++b) t0 = std::min(t0, ns[b * 16]);
+  std::printf("timeline %s %d tokens stage_pairs %d (ns after the first block's start: min/median/max over %d blocks):",
+              name, tokens, stage_pairs, grid);
+  for (int k = 0; k < 8; ++k) {
+    std::vector<long long> v;
+    for (int b = 0; b < grid; ++b)
+      if (ns[b * 16 + k] >= t0) v.push_back(static_cast<long long>(ns[b * 16 + k] - t0));
+    if (v.size() != size_t(grid)) continue;
+    std::sort(v.begin(), v.end());
+    std::printf(" p%d %lld/%lld/%lld", k, v.front(), v[v.size() / 2], v.back());
+  }
+  std::printf("\n");
+}
+
 // Cycles between the kernel's phase marks, for a few shapes (lab builds with -DSKE_PHASE_CLOCKS).
 int phases(const Device& d) {
   std::mt19937_64 rng(7);
+  {
+    unsigned long long* dev_out;
+    unsigned long long out[3];
+    CK(cudaMalloc(&dev_out, sizeof(out)));
+    global_timer_steps<<<1, 1>>>(dev_out);
+    CK(cudaMemcpy(out, dev_out, sizeof(out), cudaMemcpyDeviceToHost));
+    CK(cudaFree(dev_out));
+    std::printf("global timer: smallest step %llu ns, %llu steps in %llu ns\n", out[0], out[1], out[2]);
+  }
   struct Shape {
     const char* name;
     int experts, topk, tokens, grid;
@@ -890,6 +935,7 @@ int phases(const Device& d) {
         CK(cudaDeviceSynchronize());
       }
       CK(cudaMemcpyFromSymbol(clk.data(), ske::ske_phase_clocks, clk.size() * sizeof(long long)));
+      if (sh.exchange) timeline(plan.grid, sh.name, sh.tokens, plan.stage_pairs);
       for (int b : {0, plan.grid / 2, plan.grid - 1}) {
         const long long* t = &clk[b * 16];
         std::printf("%s,%d,%d,%d,%d,%d,%d,%lld,%lld,%lld,%lld,%lld,%lld,%lld,%lld\n", sh.name, sh.tokens, plan.grid,
