@@ -698,6 +698,28 @@ int floor_costs(const Device& d) {
     const double plain = graph_us([&](cudaStream_t s) { barrier_kernel<<<grid, 256, 0, s>>>(0, out); });
     std::printf("plain_0_syncs,%d,%.2f\n", grid, plain);
   }
+  // Launched as the 16K-64K exchanges are: 512 threads, 20 kB of shared memory, clusters of 8
+  // (cooperative where blocks meet at grid barriers).
+  const size_t smem = 20 * 1024;
+  CK(ske::allow_dynamic_smem(barrier_kernel, smem));
+  for (int grid : {8, 120}) {
+    for (int syncs : {0, 1}) {
+      const bool cooperative = syncs > 0;
+      for (int cluster : {1, 8}) {
+        const double us = graph_us([&](cudaStream_t s) {
+          void* args[] = {&syncs, &out};
+          if (cluster > 1)
+            CK(ske::launch_clusters(barrier_kernel, grid, 512, cluster, cooperative, args, smem, s));
+          else if (cooperative)
+            CK(ske::launch_cooperative(barrier_kernel, grid, 512, args, smem, s));
+          else
+            CK(ske::launch_plain(barrier_kernel, grid, 512, args, smem, s));
+        });
+        std::printf("512_threads_20kB_%s_cluster%d_%d_syncs,%d,%.2f\n", cooperative ? "cooperative" : "plain", cluster,
+                    syncs, grid, us);
+      }
+    }
+  }
   long long* clk;
   int *rows, *sink;
   CK(cudaMalloc(&clk, 4096 * 8 * 8));
@@ -874,7 +896,7 @@ __global__ void global_timer_steps(unsigned long long* out) {
 }
 
 // The last launch's phase marks on the global timer, over all blocks: for each mark the
-// earliest, median and latest block, in ns after the first block started.
+// earliest, median and latest block (and which block that was), in ns after the first block started.
 void timeline(int grid, const char* name, int tokens, int stage_pairs) {
   std::vector<unsigned long long> ns(4096 * 16);
   CK(cudaMemcpyFromSymbol(ns.data(), ske::ske_phase_ns, ns.size() * sizeof(unsigned long long)));
@@ -887,8 +909,11 @@ void timeline(int grid, const char* name, int tokens, int stage_pairs) {
     for (int b = 0; b < grid; ++b)
       if (ns[b * 16 + k] >= t0) v.push_back(static_cast<long long>(ns[b * 16 + k] - t0));
     if (v.size() != size_t(grid)) continue;
+    int last = 0;
+    for (int b = 1; b < grid; ++b)
+      if (ns[b * 16 + k] > ns[last * 16 + k]) last = b;
     std::sort(v.begin(), v.end());
-    std::printf(" p%d %lld/%lld/%lld", k, v.front(), v[v.size() / 2], v.back());
+    std::printf(" p%d %lld/%lld/%lld(b%d)", k, v.front(), v[v.size() / 2], v.back(), last);
   }
   std::printf("\n");
 }
