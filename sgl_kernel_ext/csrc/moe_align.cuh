@@ -119,11 +119,11 @@ __device__ __forceinline__ int invalid_bucket_key(const MoeAlignParams<IdT>& p) 
 
 // Pairs per lane loaded together: their loads are all in flight at once.
 constexpr int kSteps = 16;
-// The same for the cluster exchange that places directly: its plans (below
-// cluster_stage_min_pairs, on at least cluster_min_grid blocks) give a lane at most 4 pairs on an
-// H200, and the count phase's code is fetched cold by every block: with 4 instead of 16, 400
-// instructions fewer and the 1K-16K-token exchanges 0.94-0.97 (bench/NOTES.md, thirteenth session).
-// Larger slices take more rounds.
+// The same for the cluster exchange that places directly. Its plans (below
+// cluster_stage_min_pairs) give a lane at most 4 pairs in 512-thread blocks on an H200, and up to 8,
+// two rounds, in 256-thread ones (65-256 buckets from ~131K pairs); all 16 warps issue every
+// predicated load, so a round of 16 cost each block ~1,000 cycles for nothing. With 4, 1K-16K
+// tokens 0.93-0.97, two-round shapes too (bench/NOTES.md, thirteenth session).
 constexpr int kClusterDirectSteps = 4;
 // Threads per block: 256 (short per-bucket chains over the warp rows), or 512 for
 // large exchanges over many buckets (fewer blocks to sum, one bucket per thread).

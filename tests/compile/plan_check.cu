@@ -1,6 +1,6 @@
 // Host-only check of the launch planner (plan_moe_align), built with nvcc and run on a
 // machine without a GPU by tests/cpu/test_planner.py. For device limits like an H200's, an
-// A100's and an MI300X's, and shapes from 0 to 70,000 pairs over 2 to 1,025 buckets, every
+// A100's and an MI300X's, and shapes from 0 to 600,000 pairs over 2 to 1,025 buckets, every
 // plan must be launchable (shared memory, registers, grid, co-residency) and the ranged path
 // must be taken exactly where README.md says. Prints "FAIL ..." lines and exits 1 on any.
 #include <cstdio>
@@ -43,7 +43,7 @@ int main() {
     const ske::DeviceLimits& dev = d.limits;
     for (int buckets : buckets_set)
       for (int block_size : block_sizes)
-        for (int numel = 0; numel <= 70000; numel += numel < 10000 ? 97 : 997) {
+        for (int numel = 0; numel <= 600000; numel += numel < 10000 ? 97 : numel < 70000 ? 997 : 9973) {
           const int sorted_len = numel + std::min(numel, buckets) * (block_size - 1);
           const ske::MoeAlignPlan plan = ske::plan_moe_align(
               numel, buckets, sorted_len, dev, dev.warp_size,
@@ -62,6 +62,11 @@ int main() {
             check(plan.grid <= dev.sm_count, "more blocks than multiprocessors");
           }
           if (ske::has_grid_barrier(plan)) check(plan.grid <= coresident(dev, plan), "grid not co-resident");
+          // moe_align.cuh, kClusterDirectSteps: the cluster exchange that places directly takes one
+          // round of keys per lane in 512-thread blocks on an H200, at most two in 256-thread ones.
+          if (plan.cluster > 1 && plan.stage_pairs == 0 && std::string(d.name) == "H200")
+            check(plan.per_warp <= (plan.block == ske::kMaxBlockThreads ? 1 : 2) * ske::kClusterDirectSteps * dev.warp_size,
+                  "cluster direct plan takes more rounds than documented");
           if (plan.path == ske::MoeAlignPath::kRanged) {
             ++ranged;
             check(int64_t(ske::block_slots_for(sorted_len, plan.grid)) * plan.grid >= sorted_len,
