@@ -121,7 +121,7 @@ __device__ __forceinline__ int invalid_bucket_key(const MoeAlignParams<IdT>& p) 
 constexpr int kSteps = 16;
 // The same for the cluster exchange that places directly. Its plans (below
 // cluster_stage_min_pairs) give a lane at most 4 pairs in 512-thread blocks on an H200, and up to 8,
-// two rounds, in 256-thread ones (65-256 buckets from ~131K pairs); all 16 warps issue every
+// two rounds, in 256-thread ones (65-256 buckets from ~131K pairs); every warp issues every
 // predicated load, so a round of 16 cost each block ~1,000 cycles for nothing. With 4, 1K-16K
 // tokens 0.93-0.97, two-round shapes too (bench/NOTES.md, thirteenth session).
 constexpr int kClusterDirectSteps = 4;
