@@ -743,6 +743,13 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_staged_kernel(cons
 //      local[slot - share start], which was filled with padding first.
 //   4. local[] out as whole lines; expert_ids of the share's blocks of slots
 //      (a binary search over the range); the tail past the total.
+// A block's share of `slots` slots over grid blocks, rounded up to a multiple of 4: the tiny
+// kernel's share and the ranged kernel's room (MoeAlignParams::block_slots, of sorted_len), and
+// the ranged kernel's share of the padded total.
+__host__ __device__ inline int block_slots_for(int slots, int grid) {
+  return (slots + 4 * grid - 1) / (4 * grid) * 4;
+}
+
 // Shared memory: local[room] | count[N] | pstart[N + 1] | scan | range[2] | rows[warps][N] |
 //                peers[warps][N] (lane masks) | qkey[numel + warp] | qpair[numel]
 // (room = p.block_slots: at least a block's share of sorted_len, a multiple of 4).
@@ -803,7 +810,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_ranged_kernel(cons
 #pragma unroll 1
   for (int e = lo; e < hi; ++e) padded += round_up_to_block(p, count[e]);
   const int total = block_exclusive_scan2<kWarpSize>(padded, unused, scan).x;
-  const int share = ((total + G - 1) / G + 3) / 4 * 4;
+  const int share = block_slots_for(total, G);
   const int s_lo = min(total, static_cast<int>(blockIdx.x) * share), s_hi = min(total, s_lo + share);
   int first = N, last = -1;
 #pragma unroll 1
@@ -968,8 +975,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // always; saying so drops the copy of each loop that the compiler kept for one block (-240
   // instructions). Not in the staged one: there ptxas then re-reads the shared window's base
   // (S2UR) in the unrolled placement, and 32K-64K tokens ran 1.06-1.16x slower.
-  const bool exchange = (kCluster && !kStage) || gridDim.x > 1;
-  constexpr int kLaneSteps = kCluster && !kStage ? kClusterDirectSteps : kSteps;
+  constexpr bool kClusterDirect = kCluster && !kStage;
+  const bool exchange = kClusterDirect || gridDim.x > 1;
+  constexpr int kLaneSteps = kClusterDirect ? kClusterDirectSteps : kSteps;
 
   SKE_PHASE(0);
   // One block: fill the whole buffer now, the block barriers order it before the placement.
@@ -1279,9 +1287,6 @@ inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits&
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
 
-// MoeAlignParams::block_slots: a block's share of sorted_len slots over grid blocks, rounded up
-// to a multiple of 4 (the tiny kernel's share; the ranged kernel's room for its share).
-inline int block_slots_for(int sorted_len, int grid) { return (sorted_len + 4 * grid - 1) / (4 * grid) * 4; }
 
 // A kRanged plan: the staged plan's grid, block and chunks, with shared memory for the ranged kernel.
 inline MoeAlignPlan plan_ranged(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,

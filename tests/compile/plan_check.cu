@@ -41,6 +41,7 @@ int main() {
   int plans = 0, ranged = 0;
   for (const Device& d : devices) {
     const ske::DeviceLimits& dev = d.limits;
+    const bool h200 = std::string(d.name) == "H200";
     for (int buckets : buckets_set)
       for (int block_size : block_sizes)
         for (int numel = 0; numel <= 600000; numel += numel < 10000 ? 97 : numel < 70000 ? 997 : 9973) {
@@ -64,7 +65,7 @@ int main() {
           if (ske::has_grid_barrier(plan)) check(plan.grid <= coresident(dev, plan), "grid not co-resident");
           // moe_align.cuh, kClusterDirectSteps: the cluster exchange that places directly takes one
           // round of keys per lane in 512-thread blocks on an H200, at most two in 256-thread ones.
-          if (plan.cluster > 1 && plan.stage_pairs == 0 && std::string(d.name) == "H200")
+          if (plan.cluster > 1 && plan.stage_pairs == 0 && h200)
             check(plan.per_warp <= (plan.block == ske::kMaxBlockThreads ? 1 : 2) * ske::kClusterDirectSteps * dev.warp_size,
                   "cluster direct plan takes more rounds than documented");
           if (plan.path == ske::MoeAlignPath::kRanged) {
@@ -78,7 +79,7 @@ int main() {
           if (plan.path == ske::MoeAlignPath::kRanged) check(documented, "ranged outside its documented sizes");
           const bool fits = ske::plan_ranged(numel, buckets, sorted_len, dev, dev.warp_size, 1, ske::kMaxBlockThreads)
                                 .smem <= size_t(dev.smem_per_block_optin);
-          if (documented && std::string(d.name) == "H200" && buckets <= 1025 && fits)
+          if (documented && h200 && buckets <= 1025 && fits)
             check(plan.path == ske::MoeAlignPath::kRanged, "not ranged where documented");
         }
   }
