@@ -63,8 +63,8 @@ __device__ __forceinline__ LaneMask<kWarpSize> ballot(bool pred) {
 }
 
 // Lanes whose key equals this lane's, from one ballot per key bit (any vendor,
-// any warp size; on an H200 1.7-1.9x faster than __match_any_sync, see
-// bench/NOTES.md). Every lane of the warp must call it; 0 <= key < 2**key_bits.
+// any warp size; on an H200 1.7-1.9x faster than __match_any_sync where a warp ranks
+// many steps, see bench/NOTES.md). Every lane of the warp must call it; 0 <= key < 2**key_bits.
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits) {
   LaneMask<kWarpSize> peers = ~LaneMask<kWarpSize>(0);
@@ -74,6 +74,18 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits)
     peers &= set ? b : ~b;
   }
   return peers;
+}
+
+// The same from one MATCH instruction on NVIDIA (sm_70 and later), else by match_bits.
+// Faster than the ballots only where a warp ranks few steps (bench/NOTES.md, 13th-14th sessions).
+template <int kWarpSize>
+__device__ __forceinline__ LaneMask<kWarpSize> match_key(int key, int key_bits) {
+#if !defined(SKE_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+  (void)key_bits;
+  return __match_any_sync(0xffffffffu, key);
+#else
+  return match_bits<kWarpSize>(key, key_bits);
+#endif
 }
 
 template <int kWarpSize>
