@@ -1,0 +1,54 @@
+"""Eager timing vs host cost, ours and sgl_kernel 0.4.5 (needs both, and a GPU).
+
+For a few shapes: five `do_bench` eager medians per side (as the bench's eager column), then the host
+time per call over 2,000 back-to-back calls. Where the host takes longer to issue a call than the L2
+flush that do_bench queues before it keeps the GPU busy, host time leaks into the eager column
+(bench/NOTES.md, fourteenth session).
+"""
+
+import os
+import time
+
+import sgl_kernel
+import torch
+from triton.testing import do_bench
+
+from sgl_kernel_ext.bench import MODELS, upstream_fused_moe_align
+from sgl_kernel_ext.ops import moe_align_for_fused_moe
+from sgl_kernel_ext.testing import make_topk_ids
+
+SHAPES = (("Qwen3-Next", 1), ("Mixtral", 1), ("DeepSeek-V3", 16), ("DeepSeek-V3", 16384))
+BLOCK_SIZE = 64
+HOST_CALLS = 2000
+
+
+def host_us_per_call(fn):
+    """Host time to issue one call, and the same until the GPU has drained them all."""
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(HOST_CALLS):
+        fn()
+    t1 = time.perf_counter()
+    torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    return 1e6 * (t1 - t0) / HOST_CALLS, 1e6 * (t2 - t0) / HOST_CALLS
+
+
+def main():
+    print(torch.cuda.get_device_name(), torch.__version__, "cpus", os.cpu_count())
+    for model, tokens in SHAPES:
+        experts, topk = MODELS[model]
+        ids = make_topk_ids(tokens, topk, experts, "uniform", torch.int32)
+        sides = (("upstream", lambda: upstream_fused_moe_align(sgl_kernel.moe_align_block_size, ids, BLOCK_SIZE,
+                                                                experts)),
+                 ("ours", lambda: moe_align_for_fused_moe(ids, BLOCK_SIZE, experts)))
+        for name, fn in sides:
+            fn()
+            eager = [do_bench(fn, warmup=10, rep=40, return_mode="median") * 1e3 for _ in range(5)]
+            issue, drain = host_us_per_call(fn)
+            print(f"{model:11s} {tokens:6d} {name:8s} do_bench eager us x5: " + " ".join(f"{x:.1f}" for x in eager)
+                  + f" | host us/call {issue:.1f} (to drain {drain:.1f})")
+
+
+if __name__ == "__main__":
+    main()
