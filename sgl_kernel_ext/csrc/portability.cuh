@@ -62,9 +62,8 @@ __device__ __forceinline__ LaneMask<kWarpSize> ballot(bool pred) {
 #endif
 }
 
-// Lanes whose key equals this lane's, from one ballot per key bit (any vendor,
-// any warp size; on an H200 1.7-1.9x faster than __match_any_sync where a warp ranks
-// many steps, see bench/NOTES.md). Every lane of the warp must call it; 0 <= key < 2**key_bits.
+// Lanes whose key equals this lane's, from one ballot per key bit (any vendor, any
+// warp size). Every lane of the warp must call it; 0 <= key < 2**key_bits.
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits) {
   LaneMask<kWarpSize> peers = ~LaneMask<kWarpSize>(0);
@@ -77,7 +76,8 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits)
 }
 
 // The same from one MATCH instruction on NVIDIA (sm_70 and later), else by match_bits.
-// Faster than the ballots only where a warp ranks few steps (bench/NOTES.md, 13th-14th sessions).
+// Measured faster than the ballots in the cluster exchange (bench/NOTES.md, thirteenth and
+// fourteenth sessions; the other exchanges on branch experiment/match-all-exchanges).
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_key(int key, int key_bits) {
 #if !defined(SKE_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
