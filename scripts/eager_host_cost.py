@@ -13,7 +13,7 @@ import sgl_kernel
 import torch
 from triton.testing import do_bench
 
-from sgl_kernel_ext.bench import MODELS, upstream_fused_moe_align
+from sgl_kernel_ext.bench import MODELS, eager_time_us, upstream_fused_moe_align
 from sgl_kernel_ext.ops import moe_align_for_fused_moe
 from sgl_kernel_ext.testing import make_topk_ids
 
@@ -36,15 +36,15 @@ def host_us_per_call(fn):
 
 def main():
     print(torch.cuda.get_device_name(), torch.__version__, "cpus", os.cpu_count())
+    upstream_op = sgl_kernel.moe_align_block_size
     for model, tokens in SHAPES:
         experts, topk = MODELS[model]
         ids = make_topk_ids(tokens, topk, experts, "uniform", torch.int32)
-        sides = (("upstream", lambda: upstream_fused_moe_align(sgl_kernel.moe_align_block_size, ids, BLOCK_SIZE,
-                                                                experts)),
+        sides = (("upstream", lambda: upstream_fused_moe_align(upstream_op, ids, BLOCK_SIZE, experts)),
                  ("ours", lambda: moe_align_for_fused_moe(ids, BLOCK_SIZE, experts)))
         for name, fn in sides:
             fn()
-            eager = [do_bench(fn, warmup=10, rep=40, return_mode="median") * 1e3 for _ in range(5)]
+            eager = [eager_time_us(fn, do_bench) for _ in range(5)]
             issue, drain = host_us_per_call(fn)
             print(f"{model:11s} {tokens:6d} {name:8s} do_bench eager us x5: " + " ".join(f"{x:.1f}" for x in eager)
                   + f" | host us/call {issue:.1f} (to drain {drain:.1f})")

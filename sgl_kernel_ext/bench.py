@@ -53,6 +53,11 @@ def upstream_fused_moe_align(upstream_op, topk_ids, block_size, num_experts):
     return sorted_ids, expert_ids, post
 
 
+def eager_time_us(fn, do_bench) -> float:
+    """One plain call, as the eager column times it (do_bench empties L2 before each call)."""
+    return do_bench(fn, warmup=10, rep=40, return_mode="median") * 1000.0
+
+
 def _graph_time_us(fn, do_bench) -> float:
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
@@ -82,8 +87,7 @@ def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
     ours_buf = poisoned_outputs(ids.numel(), buckets, block)
     row["ours_graph_us"] = _graph_time_us(
         lambda: torch.ops.sgl_kernel_ext.moe_align_block_size(ids, buckets, block, *ours_buf, True, False), do_bench)
-    row["ours_eager_us"] = do_bench(lambda: moe_align_for_fused_moe(ids, block, experts),
-                                    warmup=10, rep=40, return_mode="median") * 1000.0
+    row["ours_eager_us"] = eager_time_us(lambda: moe_align_for_fused_moe(ids, block, experts), do_bench)
     if upstream_op is not None:
         ours_4, theirs = run_with_upstream(upstream_op, ids, buckets, block, True, False)  # 4-aligned buffers
         total = int(theirs[2])
@@ -92,8 +96,8 @@ def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
             theirs[1][: total // block], ours_4[1][: total // block])
         row["upstream_graph_us"] = _graph_time_us(
             lambda: upstream_op(ids, buckets, block, *theirs, True), do_bench)
-        row["upstream_eager_us"] = do_bench(lambda: upstream_fused_moe_align(upstream_op, ids, block, experts),
-                                            warmup=10, rep=40, return_mode="median") * 1000.0
+        row["upstream_eager_us"] = eager_time_us(lambda: upstream_fused_moe_align(upstream_op, ids, block, experts),
+                                                 do_bench)
     else:
         row["upstream_graph_us"] = row["upstream_eager_us"] = None
     row["correct"] = bool(correct)
