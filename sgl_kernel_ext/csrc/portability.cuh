@@ -76,8 +76,8 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits)
 }
 
 // The same from one MATCH instruction on NVIDIA (sm_70 and later), else by match_bits.
-// Measured faster than the ballots in the cluster exchange (bench/NOTES.md, thirteenth and
-// fourteenth sessions; the other exchanges on branch experiment/match-all-exchanges).
+// On the H200 faster than the ballots in every exchange that places directly, Mixtral's 4
+// ballots included (bench/NOTES.md, fourteenth session).
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_key(int key, int key_bits) {
 #if !defined(SKE_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
