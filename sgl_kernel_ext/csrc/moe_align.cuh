@@ -148,6 +148,19 @@ __device__ __forceinline__ int round_up_to_block(const MoeAlignParams<IdT>& p, i
   return div_block(p, c + p.block_size - 1) * p.block_size;
 }
 
+// The bucket that owns slot: the last of [lo, hi] whose padded start is at or before it.
+// Empty buckets share their start with the next one, so the last such is the non-empty owner.
+__device__ __forceinline__ int bucket_of_slot(const int32_t* start, int lo, int hi, int slot) {
+  while (lo < hi) {
+    const int mid = (lo + hi + 1) >> 1;
+    if (start[mid] <= slot)
+      lo = mid;
+    else
+      hi = mid - 1;
+  }
+  return lo;
+}
+
 // out[lo, hi) = value, grid-stride, 16-byte stores for the aligned body.
 __device__ __forceinline__ void fill_range(int32_t* out, int64_t lo, int64_t hi, int32_t value, int64_t gtid,
                                            int64_t gthreads) {
@@ -896,18 +909,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads) moe_align_ranged_kernel(cons
   for (int j = tid; j < R; j += T) scan_warp_rows(rows + j, R, warps, pstart[e_lo + j]);
   const int m_end = div_block(p, s_hi + p.block_size - 1);
 #pragma unroll 1
-  for (int m = div_block(p, s_lo + p.block_size - 1) + tid; m < m_end; m += T) {
-    const int slot = m * p.block_size;
-    int a = e_lo, b = e_lo + R - 1;  // the last bucket of the range that starts at or before slot
-    while (a < b) {
-      const int mid = (a + b + 1) >> 1;
-      if (pstart[mid] <= slot)
-        a = mid;
-      else
-        b = mid - 1;
-    }
-    p.expert_ids[m] = a - 1;
-  }
+  for (int m = div_block(p, s_lo + p.block_size - 1) + tid; m < m_end; m += T)
+    p.expert_ids[m] = bucket_of_slot(pstart, e_lo, e_lo + R - 1, m * p.block_size) - 1;
   __syncthreads();
 #pragma unroll 4
   for (int s = 0; s < q_steps; ++s) {
@@ -1081,18 +1084,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // 4. expert_ids, grid-stride.
   const int num_m_blocks = div_block(p, total);
 #pragma unroll 1
-  for (int64_t m = gtid; m < num_m_blocks; m += gthreads) {
-    const int pos = static_cast<int>(m) * p.block_size;
-    int lo = 0, hi = N;  // first bucket whose end is past pos
-    while (lo < hi) {
-      const int mid = (lo + hi) >> 1;
-      if (start[mid + 1] <= pos)
-        lo = mid + 1;
-      else
-        hi = mid;
-    }
-    p.expert_ids[m] = lo - 1;
-  }
+  for (int64_t m = gtid; m < num_m_blocks; m += gthreads)
+    p.expert_ids[m] = bucket_of_slot(start, 0, N - 1, static_cast<int>(m) * p.block_size) - 1;
   // Exchange: no barrier orders other blocks' placement, so fill only the slots no pair
   // lands in: each bucket's padding (a warp per bucket, over the grid), then the tail.
   if (p.pad_sorted_token_ids && exchange) {
