@@ -681,6 +681,86 @@ int ifetch_costs(const Device& d) {
   return 0;
 }
 
+// What finding a step's lanes of a bucket costs, alone: each warp runs `steps` dependent
+// steps of kMode over keys spread over nkeys buckets (0: every lane its own, 1: MATCH,
+// 2: a ballot per key bit, 3: one ballot, 4: lane masks in shared memory), cycles per step.
+template <int kMode>
+__global__ void peers_probe(int steps, int nkeys, int key_bits, long long* clk, int* sink) {
+  using Mask = uint32_t;
+  __shared__ Mask masks[16][264];  // nkeys <= 257
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const Mask me = 1u << lane;
+  for (int i = threadIdx.x; i < 16 * 264; i += blockDim.x) masks[i / 264][i % 264] = 0;
+  __syncthreads();
+  uint32_t h = (blockIdx.x * 977u + threadIdx.x * 131u) | 1u;
+  int acc = 0;
+  const long long t0 = clock64();
+#pragma unroll 1
+  for (int s = 0; s < steps; ++s) {
+    h = h * 1664525u + 1013904223u;
+    const int key = static_cast<int>((h >> 8) % static_cast<uint32_t>(nkeys)) + (acc & 0x40000000);
+    Mask peers = me;
+    if constexpr (kMode == 1) peers = __match_any_sync(0xffffffffu, key);
+    if constexpr (kMode == 2) peers = ske::match_bits<32>(key, key_bits);
+    if constexpr (kMode == 3) {
+      const bool set = key & 1;
+      const Mask b = __ballot_sync(0xffffffffu, set);
+      peers = set ? b : ~b;
+    }
+    if constexpr (kMode == 4) {
+      atomicOr(&masks[warp][key], me);
+      __syncwarp();
+      peers = masks[warp][key];
+      __syncwarp();
+      if ((peers & (me - 1)) == 0) masks[warp][key] = 0;
+      __syncwarp();
+    }
+    acc += __popc(peers & (me - 1));
+  }
+  const long long t1 = clock64();
+  if (lane == 0) clk[blockIdx.x * 16 + warp] = t1 - t0;
+  if (acc == 0x7fffffff) sink[0] = acc;
+}
+
+int peers_costs(const Device& d) {
+  long long* clk;
+  int* sink;
+  CK(cudaMalloc(&clk, 4096 * 16 * 8));
+  CK(cudaMalloc(&sink, 4));
+  std::printf("mode,blocks,warps_per_block,nkeys,steps,cycles_per_step_mean,cycles_per_step_max\n");
+  const char* names[] = {"own_lane", "match", "ballots9", "ballot1", "shared_masks"};
+  for (int mode = 0; mode < 5; ++mode)
+    for (int warps : {1, 4, 16})
+      for (int nkeys : {1, 8, 257})
+        for (int steps : {3, 64}) {
+          const int blocks = d.dev.sm_count;
+          auto launch = [&] {
+            switch (mode) {
+              case 0: peers_probe<0><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
+              case 1: peers_probe<1><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
+              case 2: peers_probe<2><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
+              case 3: peers_probe<3><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
+              default: peers_probe<4><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
+            }
+          };
+          launch();
+          launch();
+          CK(cudaDeviceSynchronize());
+          std::vector<long long> h(blocks * 16);
+          CK(cudaMemcpy(h.data(), clk, h.size() * 8, cudaMemcpyDeviceToHost));
+          double sum = 0;
+          long long mx = 0;
+          for (int b = 0; b < blocks; ++b)
+            for (int w = 0; w < warps; ++w) {
+              sum += h[b * 16 + w];
+              mx = std::max(mx, h[b * 16 + w]);
+            }
+          std::printf("%s,%d,%d,%d,%d,%.1f,%.1f\n", names[mode], blocks, warps, nkeys, steps,
+                      sum / (blocks * warps) / steps, double(mx) / steps);
+        }
+  return 0;
+}
+
 int floor_costs(const Device& d) {
   std::printf("what,grid,us\n");
   std::printf("empty_kernel,1,%.2f\n", graph_us([](cudaStream_t s) { empty_kernel<<<1, 32, 0, s>>>(); }));
@@ -1052,6 +1132,7 @@ int main(int argc, char** argv) {
   if (what == "cold") return cold_costs(d);
   if (what == "cluster") return cluster_costs(d);
   if (what == "ifetch") return ifetch_costs(d);
+  if (what == "peers") return peers_costs(d);
   if (what == "one" && argc == 5) return one_shape(d, std::atoi(argv[2]), std::atoi(argv[3]), std::atoi(argv[4]));
 #if defined(SKE_PHASE_CLOCKS)
   if (what == "phases") return phases(d);
@@ -1059,6 +1140,6 @@ int main(int argc, char** argv) {
 #if defined(SKE_BASELINE)
   if (what == "ab") return ab(d);
 #endif
-  std::fprintf(stderr, "usage: kernel_lab check|time|small|floor|cold|cluster|ifetch|phases|ab|one E K T\n");
+  std::fprintf(stderr, "usage: kernel_lab check|time|small|floor|cold|cluster|ifetch|peers|phases|ab|one E K T\n");
   return 2;
 }
