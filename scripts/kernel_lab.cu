@@ -15,7 +15,7 @@
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
 //     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
 //     From 68931fb on, also rename what both namespaces would match alike (int arguments only):
-//     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\)\b/base_\1/g'
+//     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\)\b/base_\1/g'
 //   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu; the device's ncu
 //     runs a cooperative launch in clusters as clusters of one block, so that it profiles another
 //     exchange than the one timed: bench/NOTES.md, thirteenth session)
@@ -700,20 +700,14 @@ __global__ void peers_probe(int steps, int nkeys, int key_bits, long long* clk, 
     h = h * 1664525u + 1013904223u;
     const int key = static_cast<int>((h >> 8) % static_cast<uint32_t>(nkeys)) + (acc & 0x40000000);
     Mask peers = me;
-    if constexpr (kMode == 1) peers = __match_any_sync(0xffffffffu, key);
+    if constexpr (kMode == 1) peers = ske::match_key<32>(key, key_bits);
     if constexpr (kMode == 2) peers = ske::match_bits<32>(key, key_bits);
-    if constexpr (kMode == 3) {
-      const bool set = key & 1;
-      const Mask b = __ballot_sync(0xffffffffu, set);
-      peers = set ? b : ~b;
-    }
+    if constexpr (kMode == 3) peers = ske::match_bits<32>(key, 1);  // key & 1 only
     if constexpr (kMode == 4) {
-      atomicOr(&masks[warp][key], me);
-      __syncwarp();
-      peers = masks[warp][key];
-      __syncwarp();
+      peers = ske::peers_by_mask<32>(masks[warp], key, true, me);
+      ske::sync_warp();
       if ((peers & (me - 1)) == 0) masks[warp][key] = 0;
-      __syncwarp();
+      ske::sync_warp();
     }
     acc += __popc(peers & (me - 1));
   }
@@ -729,22 +723,14 @@ int peers_costs(const Device& d) {
   CK(cudaMalloc(&sink, 4));
   std::printf("mode,blocks,warps_per_block,nkeys,steps,cycles_per_step_mean,cycles_per_step_max\n");
   const char* names[] = {"own_lane", "match", "ballots9", "ballot1", "shared_masks"};
+  void (*const probes[])(int, int, int, long long*, int*) = {peers_probe<0>, peers_probe<1>, peers_probe<2>,
+                                                            peers_probe<3>, peers_probe<4>};
   for (int mode = 0; mode < 5; ++mode)
     for (int warps : {1, 4, 16})
       for (int nkeys : {1, 8, 257})
         for (int steps : {3, 64}) {
           const int blocks = d.dev.sm_count;
-          auto launch = [&] {
-            switch (mode) {
-              case 0: peers_probe<0><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
-              case 1: peers_probe<1><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
-              case 2: peers_probe<2><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
-              case 3: peers_probe<3><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
-              default: peers_probe<4><<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink); break;
-            }
-          };
-          launch();
-          launch();
+          for (int rep = 0; rep < 2; ++rep) probes[mode]<<<blocks, warps * 32>>>(steps, nkeys, 9, clk, sink);
           CK(cudaDeviceSynchronize());
           std::vector<long long> h(blocks * 16);
           CK(cudaMemcpy(h.data(), clk, h.size() * 8, cudaMemcpyDeviceToHost));
