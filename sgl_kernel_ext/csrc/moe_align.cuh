@@ -1120,7 +1120,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   // masks in shared memory (clearing them cost what they saved over 4 steps); against a
   // ballot per key bit, 8K tokens 0.98 in clusters, Mixtral 16K-64K 0.95-0.97 without.
   // Over many buckets MATCH is most of the placement (16K: ~1.3 µs of the call, the
-  // stores ~0.35), but every other search tried cost as much here (NOTES, fifteenth session).
+  // stores ~0.35), but every other search tried cost as much or more here (bench/NOTES.md,
+  // fifteenth and sixteenth sessions).
   const auto place = [&](int key, int32_t id) {
     const bool has = key != N;
     Mask peers;
@@ -1297,7 +1298,6 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
 inline bool staged_fits(const MoeAlignPlan& plan, int numel, const DeviceLimits& dev) {
   return int64_t(plan.block) * kSteps >= numel && plan.smem <= size_t(dev.smem_per_block_optin);
 }
-
 
 // A kRanged plan: the staged plan's grid, block and chunks, with shared memory for the ranged kernel.
 inline MoeAlignPlan plan_ranged(int numel, int num_buckets, int sorted_len, const DeviceLimits& dev, int warp_size,
