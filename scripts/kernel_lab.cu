@@ -683,7 +683,8 @@ int ifetch_costs(const Device& d) {
 
 // What finding a step's lanes of a bucket costs, alone: each warp runs `steps` dependent
 // steps of kMode over keys spread over nkeys buckets (0: every lane its own, 1: MATCH,
-// 2: a ballot per key bit, 3: one ballot, 4: lane masks in shared memory), cycles per step.
+// 2: a ballot per key bit, 3: one ballot, 4: lane masks in shared memory, 5: match_key, MATCH
+// over the high bits and a ballot per low bit), cycles per step.
 template <int kMode>
 __global__ void peers_probe(int steps, int nkeys, int key_bits, long long* clk, int* sink) {
   using Mask = uint32_t;
@@ -700,7 +701,8 @@ __global__ void peers_probe(int steps, int nkeys, int key_bits, long long* clk, 
     h = h * 1664525u + 1013904223u;
     const int key = static_cast<int>((h >> 8) % static_cast<uint32_t>(nkeys)) + (acc & 0x40000000);
     Mask peers = me;
-    if constexpr (kMode == 1) peers = ske::match_key<32>(key, key_bits);
+    if constexpr (kMode == 1) peers = ske::match_any(key);
+    if constexpr (kMode == 5) peers = ske::match_key<32>(key, key_bits);
     if constexpr (kMode == 2) peers = ske::match_bits<32>(key, key_bits);
     if constexpr (kMode == 3) peers = ske::match_bits<32>(key, 1);  // key & 1 only
     if constexpr (kMode == 4) {
@@ -722,10 +724,10 @@ int peers_costs(const Device& d) {
   CK(cudaMalloc(&clk, 4096 * 16 * 8));
   CK(cudaMalloc(&sink, 4));
   std::printf("mode,blocks,warps_per_block,nkeys,steps,cycles_per_step_mean,cycles_per_step_max\n");
-  const char* names[] = {"own_lane", "match", "ballots9", "ballot1", "shared_masks"};
+  const char* names[] = {"own_lane", "match", "ballots9", "ballot1", "shared_masks", "match_key"};
   void (*const probes[])(int, int, int, long long*, int*) = {peers_probe<0>, peers_probe<1>, peers_probe<2>,
-                                                            peers_probe<3>, peers_probe<4>};
-  for (int mode = 0; mode < 5; ++mode)
+                                                            peers_probe<3>, peers_probe<4>, peers_probe<5>};
+  for (int mode = 0; mode < 6; ++mode)
     for (int warps : {1, 4, 16})
       for (int nkeys : {1, 8, 257})
         for (int steps : {3, 64}) {

@@ -75,14 +75,24 @@ __device__ __forceinline__ LaneMask<kWarpSize> match_bits(int key, int key_bits)
   return peers;
 }
 
-// The same from one MATCH instruction on NVIDIA (sm_70 and later), else by match_bits.
-// On the H200 faster than the ballots in every exchange that places directly, Mixtral's 4
-// ballots included (bench/NOTES.md, fourteenth session).
+#if !defined(SKE_HIP) && (!defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700)
+#define SKE_MATCH 1
+// Lanes whose key equals this lane's, from one MATCH instruction (any key).
+__device__ __forceinline__ uint32_t match_any(int key) { return __match_any_sync(0xffffffffu, key); }
+#endif
+
+// The same on NVIDIA (sm_70 and later) from one MATCH over the key's high bits and a ballot
+// for each of its 3 low bits, else by match_bits. MATCH's cost grows with the distinct values
+// among the lanes (H200, 16 warps per multiprocessor: ~1,000 cycles a step over ~30 of them,
+// ~250 over 8), the ballots' does not (~65 each): 674 cycles a step over 257 buckets, and in
+// the lab exchanges 0.991 (Mixtral 0.99-1.01). A constant count: taken from key_bits at run
+// time, the ballots stayed a loop and the gain went (bench/NOTES.md, sixteenth session).
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_key(int key, int key_bits) {
-#if !defined(SKE_HIP) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 700
+#if defined(SKE_MATCH)
   (void)key_bits;
-  return __match_any_sync(0xffffffffu, key);
+  constexpr int kLowBits = 3;
+  return match_any(key >> kLowBits) & match_bits<kWarpSize>(key, kLowBits);
 #else
   return match_bits<kWarpSize>(key, key_bits);
 #endif
