@@ -15,7 +15,10 @@
 //     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
 //     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
 //     From 68931fb on, also rename what both namespaces would match alike (int arguments only):
-//     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\)\b/base_\1/g'
+//     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\|zero_shared\)\b/base_\1/g'
+//     The baseline includes the current portability.cuh: when a change is in that header, copy REV's
+//     version of the changed functions into namespace ske_base (they hide ::ske's), or both sides
+//     run the new code (a 1.000 that measured nothing: bench/NOTES.md, seventeenth session).
 //   /tmp/kernel_lab one EXPERTS TOPK TOKENS   # the default plan, launched 5 times (for ncu; the device's ncu
 //     runs a cooperative launch in clusters as clusters of one block, so that it profiles another
 //     exchange than the one timed: bench/NOTES.md, thirteenth session)

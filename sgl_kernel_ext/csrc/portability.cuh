@@ -85,8 +85,9 @@ __device__ __forceinline__ uint32_t match_any(int key) { return __match_any_sync
 // for each of its 3 low bits, else by match_bits. MATCH's cost grows with the distinct values
 // among the lanes (H200, 16 warps per multiprocessor: ~1,000 cycles a step over ~30 of them,
 // ~250 over 8), the ballots' does not (~65 each): 674 cycles a step over 257 buckets, and in
-// the lab exchanges 0.991 (Mixtral 0.99-1.01). A constant count: taken from key_bits at run
-// time, the ballots stayed a loop and the gain went (bench/NOTES.md, sixteenth session).
+// the lab exchanges 0.990-0.991 in five runs (Mixtral 0.995). A constant count: one taken
+// from key_bits at run time (a ballot loop, or a branch to constant splits) measured 1.003
+// (bench/NOTES.md, sixteenth and seventeenth sessions).
 template <int kWarpSize>
 __device__ __forceinline__ LaneMask<kWarpSize> match_key(int key, int key_bits) {
 #if defined(SKE_MATCH)
