@@ -1115,14 +1115,14 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   SKE_PHASE(6);
 
   // Stable placement of one step's pairs (one per lane). The lanes of a bucket find
-  // each other by lane masks where the slices are large (kStage: many steps,
-  // measured 4-5% faster), else by match_key (one MATCH over the key's high bits and a
-  // ballot per low bit), which needs no per-warp masks in shared memory (clearing them
-  // cost what they saved over 4 steps); against a ballot per key bit, 8K tokens 0.98 in
+  // each other by lane masks where the slices are large (kStage: many steps; 4-5% faster
+  // than MATCH alone, 3% than match_key), else by match_key (one MATCH over the key's high
+  // bits and a ballot per low bit), which needs no per-warp masks in shared memory (clearing
+  // them cost what they saved over 4 steps); against a ballot per key bit, 8K tokens 0.98 in
   // clusters, Mixtral 16K-64K 0.95-0.97 without. Over many buckets this search is most of
   // the placement (16K: ~1.3 µs of the call with MATCH alone, the stores ~0.35); lane masks,
   // a sorting network and ranking before the grid barrier's wait all cost more here
-  // (bench/NOTES.md, fifteenth and sixteenth sessions).
+  // (bench/NOTES.md, fifteenth to seventeenth sessions).
   const auto place = [&](int key, int32_t id) {
     const bool has = key != N;
     Mask peers;
