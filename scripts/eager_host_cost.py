@@ -15,7 +15,7 @@ import sgl_kernel
 import torch
 from triton.testing import do_bench
 
-from sgl_kernel_ext.bench import MODELS, eager_time_us, upstream_fused_moe_align
+from sgl_kernel_ext.bench import MODELS, eager_time_us, graph_time_us, upstream_fused_moe_align
 from sgl_kernel_ext.ops import moe_align_for_fused_moe
 from sgl_kernel_ext.testing import make_topk_ids
 
@@ -38,19 +38,6 @@ def host_us_per_call(fn):
     return 1e6 * (t1 - t0) / HOST_CALLS, 1e6 * (t2 - t0) / HOST_CALLS
 
 
-def cold_graph_us(fn):
-    """One call captured in a CUDA graph, replayed under do_bench: the eager call's device time."""
-    s = torch.cuda.Stream()
-    s.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(s):
-        fn()
-    torch.cuda.current_stream().wait_stream(s)
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    return do_bench(g.replay, warmup=10, rep=40, return_mode="median") * 1000.0
-
-
 def main():
     print(torch.cuda.get_device_name(), torch.__version__, "cpus", os.cpu_count())
     upstream_op = sgl_kernel.moe_align_block_size
@@ -62,7 +49,7 @@ def main():
         for name, fn in sides:
             fn()
             eager = [eager_time_us(fn, do_bench) for _ in range(5)]
-            cold = [cold_graph_us(fn) for _ in range(3)]
+            cold = [graph_time_us(fn, do_bench, calls=1) for _ in range(3)]
             issue, drain = host_us_per_call(fn)
             print(f"{model:11s} {tokens:6d} {dist:7s} {block:3d} {name:8s} do_bench eager us x5: "
                   + " ".join(f"{x:.2f}" for x in eager) + " | one-call graph x3: " + " ".join(f"{x:.2f}" for x in cold)

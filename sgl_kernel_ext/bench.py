@@ -58,7 +58,8 @@ def eager_time_us(fn, do_bench) -> float:
     return do_bench(fn, warmup=10, rep=40, return_mode="median") * 1000.0
 
 
-def _graph_time_us(fn, do_bench) -> float:
+def graph_time_us(fn, do_bench, calls: int = CALLS_PER_GRAPH) -> float:
+    """Device time per call: `calls` calls captured in one CUDA graph, replayed under do_bench."""
     s = torch.cuda.Stream()
     s.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(s):
@@ -66,10 +67,10 @@ def _graph_time_us(fn, do_bench) -> float:
     torch.cuda.current_stream().wait_stream(s)
     g = torch.cuda.CUDAGraph()
     with torch.cuda.graph(g):
-        for _ in range(CALLS_PER_GRAPH):
+        for _ in range(calls):
             fn()
     ms = do_bench(g.replay, warmup=10, rep=40, return_mode="median")
-    return ms * 1000.0 / CALLS_PER_GRAPH
+    return ms * 1000.0 / calls
 
 
 def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
@@ -85,7 +86,7 @@ def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
     row = {"routing": model, "num_experts": experts, "topk": topk, "tokens": tokens, "block_size": block,
            "dist": dist}
     ours_buf = poisoned_outputs(ids.numel(), buckets, block)
-    row["ours_graph_us"] = _graph_time_us(
+    row["ours_graph_us"] = graph_time_us(
         lambda: torch.ops.sgl_kernel_ext.moe_align_block_size(ids, buckets, block, *ours_buf, True, False), do_bench)
     row["ours_eager_us"] = eager_time_us(lambda: moe_align_for_fused_moe(ids, block, experts), do_bench)
     if upstream_op is not None:
@@ -94,7 +95,7 @@ def bench_row(model, tokens, block, dist, upstream_op, do_bench) -> dict:
         correct = correct and total == int(ours_4[2]) and torch.equal(
             sort_within_segments(theirs[0], theirs[1], total, block), ours_4[0]) and torch.equal(
             theirs[1][: total // block], ours_4[1][: total // block])
-        row["upstream_graph_us"] = _graph_time_us(
+        row["upstream_graph_us"] = graph_time_us(
             lambda: upstream_op(ids, buckets, block, *theirs, True), do_bench)
         row["upstream_eager_us"] = eager_time_us(lambda: upstream_fused_moe_align(upstream_op, ids, block, experts),
                                                  do_bench)
