@@ -1230,7 +1230,8 @@ struct MoeAlignTuning {
   int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_clusters blocks
   int max_grid_clusters = 128;        // (16 clusters; 96 before the twelfth session: 32K-64K tokens
                                       // 0.92-0.99 with 128, 16K 0.95-1.02),
-  int cluster_min_grid = 72;          // from this many blocks (at 64 0.92-1.09 of without, at 16-48 slower);
+  int cluster_min_grid = 64;          // from this many blocks (eighteenth session, 4K tokens over many
+                                      // buckets 0.87-0.93 of without; at 32 Kimi-K2 and Qwen3-Next slower);
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
   // A grid of one cluster of cluster_size blocks (ninth session): no grid barrier, the blocks sum
@@ -1366,10 +1367,11 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  if (clusters && many_buckets) {
+  if (clusters) {
     // The sum over blocks in two levels: within each cluster through shared memory, then over
     // the clusters' rows (bench against the exchange without clusters: DeepSeek-V3 16K-64K
-    // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025).
+    // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025; over few
+    // buckets, Mixtral 16K-64K 0.87-0.93, eighteenth session).
     const bool stage = numel >= tuning.cluster_stage_min_pairs;
     const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
     // One cluster's worth of blocks: the block and shared memory of any grid (unstaged).
