@@ -87,11 +87,11 @@ struct MoeAlignParams {
 constexpr int kScanInts = 2 * 32 + 2;
 
 // Shared memory: rows[warps][N] | before[N] | count[N] | start[N + 1] | scan[kScanInts], and with
-// stage_pairs (kStage) local[N] before scan and stage_ids[stage_pairs] | stage_slots[stage_pairs] |
-// peers[warps][N] (lane masks, 8-byte aligned) after it.
+// stage_pairs (kStage) local[N] before scan and staged[stage_pairs] | peers[warps][N] (lane masks,
+// 8-byte aligned) after it.
 __host__ __device__ inline size_t moe_align_ints_before_peers(int warps, int num_buckets, int64_t stage_pairs) {
   const size_t per_bucket = warps + 3 + (stage_pairs > 0 ? 1 : 0);
-  const size_t ints = per_bucket * num_buckets + 1 + kScanInts + 2 * stage_pairs;
+  const size_t ints = per_bucket * num_buckets + 1 + kScanInts + stage_pairs;
   return ints + (ints & 1);
 }
 inline size_t moe_align_smem_bytes(int warps, int num_buckets, int warp_size, int64_t stage_pairs = 0) {
@@ -556,6 +556,13 @@ __device__ __forceinline__ LaneMask<kWarpSize> peers_by_mask(LaneMask<kWarpSize>
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
 
+// moe_align_kernel<kStage>: a staged pair as one int, its bucket and its index in the block's
+// slice, so that placing it is one shared store and the bucket's slot offset is read once,
+// when it is written out (plan_for keeps slices below 2^(32 - kKeyBits) pairs).
+__device__ __forceinline__ int32_t staged_pair(int key, uint32_t index_in_slice) {
+  return key | static_cast<int32_t>(index_in_slice << kKeyBits);
+}
+
 // kLane0Ballot: the lanes that share lane 0's key find each other by a ballot instead, for
 // queues that one hot bucket fills (skewed routing), whose atomics on one address would run
 // one after another (ranged kernel, skewed routing: rank phase 1,900-2,100 -> 1,250-1,650
@@ -979,10 +986,9 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   int32_t* before = rows + warps * N;  // pairs of lower blocks per bucket
   int32_t* count = before + N;      // pairs per bucket
   int32_t* start = count + N;       // padded start per bucket; start[N] = total
-  int32_t* local = start + N + 1;   // kStage: this block's pairs per bucket, then where they start in stage_ids
+  int32_t* local = start + N + 1;   // kStage: this block's pairs per bucket, then where they start in staged
   int32_t* scan = kStage ? local + N : local;
-  int32_t* stage_ids = scan + kScanInts;             // kStage: this block's pair indices in output order,
-  int32_t* stage_slots = stage_ids + p.stage_pairs;  // and the slot each one goes to
+  int32_t* staged = scan + kScanInts;  // kStage: this block's pairs in output order (staged_pair)
   // kStage: each warp's lane mask per bucket, zero between placement steps (as in rank_in_warp)
   Mask* peers_of = reinterpret_cast<Mask*>(smem + moe_align_ints_before_peers(warps, N, p.stage_pairs));
   Mask* my_peers = peers_of + warp * N;
@@ -1088,6 +1094,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
 #pragma unroll 1
   for (int e = tid; e < N; e += bdim) {
     before[e] += start[e];  // where this block's pairs of bucket e begin
+    if constexpr (kStage) before[e] -= local[e];  // ... less where they are staged: the slot of staged[i]
     // What upstream's atomics leave there: where each bucket's real pairs end.
     if (blockIdx.x == 0) p.cumsum[e] = start[e] + count[e];
   }
@@ -1134,8 +1141,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
     sync_warp();
     if (has) {
       if constexpr (kStage) {
-        stage_ids[local[key] + row] = id;
-        stage_slots[local[key] + row] = before[key] + row;
+        staged[local[key] + row] = staged_pair(key, id - slice_begin);
       } else {
         p.sorted_token_ids[before[key] + row] = id;
       }
@@ -1173,7 +1179,10 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   if constexpr (kStage) {
     __syncthreads();
 #pragma unroll 4
-    for (int i = tid; i < staged_pairs; i += bdim) p.sorted_token_ids[stage_slots[i]] = stage_ids[i];
+    for (int i = tid; i < staged_pairs; i += bdim) {
+      const int32_t v = staged[i];
+      p.sorted_token_ids[before[v & kKeyMask] + i] = static_cast<int32_t>(slice_begin + (static_cast<uint32_t>(v) >> kKeyBits));
+    }
   }
   SKE_PHASE(7);
   // No block leaves while another may read its shared memory. The grid barrier already
@@ -1221,7 +1230,8 @@ struct MoeAlignTuning {
   int cluster_pairs_per_block = 512;  // a block per this many pairs, up to max_grid_clusters blocks
   int max_grid_clusters = 128;        // (16 clusters; 96 before the twelfth session: 32K-64K tokens
                                       // 0.92-0.99 with 128, 16K 0.95-1.02),
-  int cluster_min_grid = 72;          // from this many blocks (at 64 0.92-1.09 of without, at 16-48 slower);
+  int cluster_min_grid = 64;          // from this many blocks (eighteenth session, 4K tokens over many
+                                      // buckets 0.87-0.93 of without; at 32 Kimi-K2 and Qwen3-Next slower);
   int cluster_stage_min_pairs = 262144;  // 512-thread blocks that stage their slice from here, else
                                          // 512 threads over more than most_buckets, 256 below.
   // A grid of one cluster of cluster_size blocks (ninth session): no grid barrier, the blocks sum
@@ -1286,7 +1296,8 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
   if (plan.per_warp < 1) plan.per_warp = 1;
   const int64_t slice = int64_t(warps) * plan.per_warp;
-  if (stage && moe_align_smem_bytes(warps, num_buckets, warp_size, slice) <= size_t(dev.smem_per_block_optin))
+  const bool packs = slice < (int64_t(1) << (32 - kKeyBits)) && num_buckets <= kKeyMask + 1;  // staged_pair
+  if (stage && packs && moe_align_smem_bytes(warps, num_buckets, warp_size, slice) <= size_t(dev.smem_per_block_optin))
     plan.stage_pairs = static_cast<int>(slice);
   const bool packable = pack && plan.path == MoeAlignPath::kExchange && plan.cluster == 0 && warp_size == 32 &&
                         slice <= 0xffff;
@@ -1356,10 +1367,11 @@ MoeAlignPlan plan_moe_align(int numel, int num_buckets, int sorted_len, const De
   }
   if (!dev.cooperative || numel < tuning.exchange_min_pairs)
     return plan_for(MoeAlignPath::kOneBlock, numel, num_buckets, dev, warp_size);
-  if (clusters && many_buckets) {
+  if (clusters) {
     // The sum over blocks in two levels: within each cluster through shared memory, then over
     // the clusters' rows (bench against the exchange without clusters: DeepSeek-V3 16K-64K
-    // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025).
+    // tokens 0.89-0.93, Kimi-K2 and Qwen3-Next 32K-64K 0.86-0.90; Kimi-K2 8K 1.025; over few
+    // buckets, Mixtral 16K-64K 0.87-0.93, eighteenth session).
     const bool stage = numel >= tuning.cluster_stage_min_pairs;
     const int threads = most || stage ? kMaxBlockThreads : kBlockThreads;
     // One cluster's worth of blocks: the block and shared memory of any grid (unstaged).
