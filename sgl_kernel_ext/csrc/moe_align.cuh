@@ -1180,8 +1180,8 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
     __syncthreads();
 #pragma unroll 4
     for (int i = tid; i < staged_pairs; i += bdim) {
-      const int32_t v = staged[i];
-      p.sorted_token_ids[before[v & kKeyMask] + i] = static_cast<int32_t>(slice_begin + (static_cast<uint32_t>(v) >> kKeyBits));
+      const uint32_t v = static_cast<uint32_t>(staged[i]);
+      p.sorted_token_ids[before[v & kKeyMask] + i] = static_cast<int32_t>(slice_begin + (v >> kKeyBits));
     }
   }
   SKE_PHASE(7);
