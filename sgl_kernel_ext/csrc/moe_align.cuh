@@ -549,19 +549,24 @@ __device__ __forceinline__ LaneMask<kWarpSize> peers_by_mask(LaneMask<kWarpSize>
   return has ? peers_of[key] : LaneMask<kWarpSize>(0);
 }
 
-// Ranks a warp's pairs in place: keys[s * kWarpSize + lane] (shared memory, s <
-// steps) holds a bucket (none_key: no pair) and becomes bucket | rank << kKeyBits,
-// the rank counting the warp's earlier pairs of that bucket (stable). row[] counts
-// the warp's pairs per bucket; peers_of[] is the warp's row of lane masks (peers_by_mask).
+// A bucket and a value in one int, read back as k & kKeyMask and uint32(k) >> kKeyBits:
+// rank_in_warp's ranks, and moe_align_kernel<kStage>'s staged pairs (the pair's index in the
+// block's slice, so that placing it is one shared store and the bucket's slot offset is read
+// once, when it is written out).
 constexpr int kKeyBits = 15;
 constexpr int kKeyMask = (1 << kKeyBits) - 1;
-
-// moe_align_kernel<kStage>: a staged pair as one int, its bucket and its index in the block's
-// slice, so that placing it is one shared store and the bucket's slot offset is read once,
-// when it is written out (plan_for keeps slices below 2^(32 - kKeyBits) pairs).
-__device__ __forceinline__ int32_t staged_pair(int key, uint32_t index_in_slice) {
-  return key | static_cast<int32_t>(index_in_slice << kKeyBits);
+__device__ __forceinline__ int32_t pack_key(int key, uint32_t value) {
+  return key | static_cast<int32_t>(value << kKeyBits);
 }
+// Whether pack_key holds every pair index of a kStage slice over num_buckets buckets.
+__host__ __device__ constexpr bool slice_packs(int64_t slice, int num_buckets) {
+  return slice < (int64_t(1) << (32 - kKeyBits)) && num_buckets <= kKeyMask + 1;
+}
+
+// Ranks a warp's pairs in place: keys[s * kWarpSize + lane] (shared memory, s <
+// steps) holds a bucket (none_key: no pair) and becomes pack_key(bucket, rank),
+// the rank counting the warp's earlier pairs of that bucket (stable). row[] counts
+// the warp's pairs per bucket; peers_of[] is the warp's row of lane masks (peers_by_mask).
 
 // kLane0Ballot: the lanes that share lane 0's key find each other by a ballot instead, for
 // queues that one hot bucket fills (skewed routing), whose atomics on one address would run
@@ -594,7 +599,7 @@ __device__ void rank_in_warp(int32_t* keys, int steps, int none_key, int32_t* ro
       peers_of[key] = 0;
     }
     sync_warp();
-    k = key | (before + below) << kKeyBits;
+    k = pack_key(key, before + below);
   }
 }
 
@@ -988,7 +993,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
   int32_t* start = count + N;       // padded start per bucket; start[N] = total
   int32_t* local = start + N + 1;   // kStage: this block's pairs per bucket, then where they start in staged
   int32_t* scan = kStage ? local + N : local;
-  int32_t* staged = scan + kScanInts;  // kStage: this block's pairs in output order (staged_pair)
+  int32_t* staged = scan + kScanInts;  // kStage: this block's pairs in output order (pack_key)
   // kStage: each warp's lane mask per bucket, zero between placement steps (as in rank_in_warp)
   Mask* peers_of = reinterpret_cast<Mask*>(smem + moe_align_ints_before_peers(warps, N, p.stage_pairs));
   Mask* my_peers = peers_of + warp * N;
@@ -1141,7 +1146,7 @@ __global__ void __launch_bounds__(kMaxBlockThreads, 1) moe_align_kernel(const Mo
     sync_warp();
     if (has) {
       if constexpr (kStage) {
-        staged[local[key] + row] = staged_pair(key, id - slice_begin);
+        staged[local[key] + row] = pack_key(key, id - slice_begin);
       } else {
         p.sorted_token_ids[before[key] + row] = id;
       }
@@ -1296,8 +1301,8 @@ inline MoeAlignPlan plan_for(MoeAlignPath path, int numel, int num_buckets, cons
   plan.per_warp = static_cast<int>((int64_t(numel) + warps_total - 1) / warps_total);
   if (plan.per_warp < 1) plan.per_warp = 1;
   const int64_t slice = int64_t(warps) * plan.per_warp;
-  const bool packs = slice < (int64_t(1) << (32 - kKeyBits)) && num_buckets <= kKeyMask + 1;  // staged_pair
-  if (stage && packs && moe_align_smem_bytes(warps, num_buckets, warp_size, slice) <= size_t(dev.smem_per_block_optin))
+  if (stage && slice_packs(slice, num_buckets) &&
+      moe_align_smem_bytes(warps, num_buckets, warp_size, slice) <= size_t(dev.smem_per_block_optin))
     plan.stage_pairs = static_cast<int>(slice);
   const bool packable = pack && plan.path == MoeAlignPath::kExchange && plan.cluster == 0 && warp_size == 32 &&
                         slice <= 0xffff;

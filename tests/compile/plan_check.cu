@@ -64,8 +64,7 @@ int main() {
           }
           if (ske::has_grid_barrier(plan)) check(plan.grid <= coresident(dev, plan), "grid not co-resident");
           if (plan.stage_pairs > 0)
-            check(plan.stage_pairs < (1 << (32 - ske::kKeyBits)) && buckets <= ske::kKeyMask + 1,
-                  "a staged slice that staged_pair cannot pack");
+            check(ske::slice_packs(plan.stage_pairs, buckets), "a staged slice that pack_key cannot hold");
           // moe_align.cuh, kClusterDirectSteps: the cluster exchange that places directly takes one
           // round of keys per lane in 512-thread blocks on an H200, at most two in 256-thread ones.
           if (plan.cluster > 1 && plan.stage_pairs == 0 && h200)
