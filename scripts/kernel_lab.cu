@@ -12,10 +12,9 @@
 //   /tmp/kernel_lab ifetch   # cycles to run straight-line code once (instruction fetch), cold and warm
 //   with -DSKE_PHASE_CLOCKS: /tmp/kernel_lab phases   # cycles per phase of moe_align_kernel
 //   with -DSKE_BASELINE: /tmp/kernel_lab ab   # the default plans against an older kernel, interleaved (LAB_AB_TOKENS=...)
-//     git show REV:sgl_kernel_ext/csrc/moe_align.cuh | sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' >/tmp/baseline.cuh
-//     nvcc ... -DSKE_BASELINE='"/tmp/baseline.cuh"'   (REV: a2492a4 or later: the API this mode calls)
-//     From 68931fb on, also rename what both namespaces would match alike (int arguments only):
-//     sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\|zero_shared\)\b/base_\1/g'
+//     scripts/lab_ab.sh --baseline REV FILE writes REV's kernel into namespace ske_base, with the
+//     renames that keep the two namespaces' int-argument functions apart (REV: a2492a4 or later,
+//     the API this mode calls), and scripts/lab_ab.sh FILE builds and runs this mode.
 //     The baseline includes the current portability.cuh: when a change is in that header, copy REV's
 //     version of the changed functions into namespace ske_base (they hide ::ske's), or both sides
 //     run the new code (a 1.000 that measured nothing: bench/NOTES.md, seventeenth session).

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The kernel lab in one device call: build it, then check, ab against an older kernel, and phases.
+#
+#   bash scripts/lab_ab.sh --baseline REV FILE    # here (needs git): REV's kernel as FILE, for ab
+#   bash scripts/lab_ab.sh FILE [STAGES...]       # on the GPU machine (its copy of the tree has no git)
+#
+# STAGES: any of check ab phases time (default: check ab phases). Each stage's output goes to
+# $OUT/lab-STAGE.txt (OUT default /tmp/lab-out); LAB_AB_TOKENS, LAB_TOKENS and LAB_ROUTINGS pass
+# through to the lab (scripts/kernel_lab.cu's header). FILE is REV's moe_align.cuh in namespace
+# ske_base, renamed as that header's recipe says; it includes the current portability.cuh, so a
+# change there needs REV's version of the changed functions copied into FILE by hand.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ "${1:-}" = --baseline ]; then
+  [ $# = 3 ] || { echo "usage: $0 --baseline REV FILE" >&2; exit 2; }
+  mkdir -p "$(dirname "$3")"
+  git show "$2:sgl_kernel_ext/csrc/moe_align.cuh" |
+    sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' |
+    sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\|zero_shared\)\b/base_\1/g' >"$3"
+  echo "wrote $3 from $2"
+  exit 0
+fi
+[ $# -ge 1 ] && [ -f "$1" ] || { echo "usage: $0 BASELINE_FILE [check|ab|phases|time ...]" >&2; exit 2; }
+base=$(realpath "$1")
+shift
+stages=${*:-check ab phases}
+OUT=${OUT:-/tmp/lab-out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
+flags=(-O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc)
+nvcc "${flags[@]}" -DSKE_BASELINE="\"$base\"" scripts/kernel_lab.cu -o /tmp/kernel_lab_ab &
+ab_build=$!
+nvcc "${flags[@]}" -DSKE_PHASE_CLOCKS scripts/kernel_lab.cu -o /tmp/kernel_lab_phases &
+phases_build=$!
+status=0
+wait $ab_build || status=1
+wait $phases_build || status=1
+[ $status = 0 ] || { echo "lab build failed"; exit 1; }
+for stage in $stages; do
+  lab=/tmp/kernel_lab_ab
+  [ "$stage" = phases ] && lab=/tmp/kernel_lab_phases
+  t0=$SECONDS
+  "$lab" "$stage" >"$OUT/lab-$stage.txt" 2>&1
+  rc=$?
+  echo "=== $stage: rc=$rc in $((SECONDS - t0)) s ($OUT/lab-$stage.txt)"
+  [ $rc = 0 ] || status=1
+  if [ "$stage" = check ]; then
+    tail -n 1 "$OUT/lab-$stage.txt"
+  elif grep -q WRONG "$OUT/lab-$stage.txt"; then
+    echo "WRONG results in $stage:"
+    grep WRONG "$OUT/lab-$stage.txt" | head
+    status=1
+  fi
+  if [ "$stage" = ab ]; then
+    awk -F, 'NR > 1 && $12 != "" { s += $12; n++; if ($7 != "0") { ss += $12; sn++ } }
+      END { if (n) printf "ab: new/base mean %.3f over %d shapes", s / n, n;
+            if (sn) printf ", %.3f over the %d staged", ss / sn, sn; print "" }' "$OUT/lab-ab.txt"
+  fi
+done
+exit $status
