@@ -7,16 +7,18 @@
 # STAGES: any of check ab phases time (default: check ab phases). Each stage's output goes to
 # $OUT/lab-STAGE.txt (OUT default /tmp/lab-out); LAB_AB_TOKENS, LAB_TOKENS and LAB_ROUTINGS pass
 # through to the lab (scripts/kernel_lab.cu's header). FILE is REV's moe_align.cuh in namespace
-# ske_base, renamed as that header's recipe says; it includes the current portability.cuh, so a
-# change there needs REV's version of the changed functions copied into FILE by hand.
+# ske_base, with the functions whose int arguments would match ::ske's alike renamed; it includes
+# the current portability.cuh, so a change there needs REV's version of the changed functions
+# copied into FILE by hand.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = --baseline ]; then
   [ $# = 3 ] || { echo "usage: $0 --baseline REV FILE" >&2; exit 2; }
   mkdir -p "$(dirname "$3")"
   git show "$2:sgl_kernel_ext/csrc/moe_align.cuh" |
-    sed 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' |
-    sed 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\|zero_shared\)\b/base_\1/g' >"$3"
+    sed -e 's/^namespace ske {/namespace ske_base { using namespace ::ske;/' \
+      -e 's/\b\(plan_ranged\|ranged_room\|block_slots_for\|moe_align_ranged_smem_bytes\|ranged_ints_before_peers\|scan_warp_rows\|thread_bucket_run\|bucket_of_slot\|zero_shared\)\b/base_\1/g' \
+      >"$3" || { echo "no kernel at $2" >&2; exit 1; }
   echo "wrote $3 from $2"
   exit 0
 fi
@@ -28,13 +30,15 @@ OUT=${OUT:-/tmp/lab-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
 flags=(-O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc)
+builds=()
 nvcc "${flags[@]}" -DSKE_BASELINE="\"$base\"" scripts/kernel_lab.cu -o /tmp/kernel_lab_ab &
-ab_build=$!
-nvcc "${flags[@]}" -DSKE_PHASE_CLOCKS scripts/kernel_lab.cu -o /tmp/kernel_lab_phases &
-phases_build=$!
+builds+=($!)
+if [[ " $stages " == *" phases "* ]]; then
+  nvcc "${flags[@]}" -DSKE_PHASE_CLOCKS scripts/kernel_lab.cu -o /tmp/kernel_lab_phases &
+  builds+=($!)
+fi
 status=0
-wait $ab_build || status=1
-wait $phases_build || status=1
+for b in "${builds[@]}"; do wait "$b" || status=1; done
 [ $status = 0 ] || { echo "lab build failed"; exit 1; }
 for stage in $stages; do
   lab=/tmp/kernel_lab_ab
