@@ -35,7 +35,7 @@ def newest_per_device() -> dict[str, Path]:
     """kernel-<device>-<date>.json: the newest file of each device."""
     per: dict[str, Path] = {}
     for f in sorted(RESULTS.glob("kernel-*.json"), key=lambda f: f.stem[-10:]):
-        per[f.stem[len("kernel-"):-len("-2026-01-01")]] = f
+        per[f.stem[len("kernel-"):-len("-YYYY-MM-DD")]] = f
     return per
 
 
