@@ -25,18 +25,27 @@ def _verdict(got: float, target: float) -> str:
     return f"missed by {got - target:.2f} µs" if got < 1.1 * target else f"missed by {got / target:.1f}x"
 
 
+DATE = "YYYY-MM-DD"  # what every result's name ends with; names start with the device
+
+
+def by_date(pattern: str) -> list[Path]:
+    return sorted(RESULTS.glob(pattern), key=lambda f: (f.stem[-len(DATE):], f.name))
+
+
 def newest(pattern: str) -> Path | None:
-    """The newest result by the date its name ends with (names start with the device)."""
-    found = sorted(RESULTS.glob(pattern), key=lambda f: (f.stem[-10:], f.name))
+    found = by_date(pattern)
     return found[-1] if found else None
 
 
 def newest_per_device() -> dict[str, Path]:
     """kernel-<device>-<date>.json: the newest file of each device."""
-    per: dict[str, Path] = {}
-    for f in sorted(RESULTS.glob("kernel-*.json"), key=lambda f: f.stem[-10:]):
-        per[f.stem[len("kernel-"):-len("-YYYY-MM-DD")]] = f
-    return per
+    return {f.stem[len("kernel-"):-len("-" + DATE)]: f for f in by_date("kernel-*.json")}
+
+
+def target_rows(data: dict) -> dict[int, dict]:
+    """The rows the issue's targets name (DeepSeek-V3, block 64, uniform), by token count."""
+    return {r["tokens"]: r for r in data["rows"]
+            if r["routing"] == "DeepSeek-V3" and r["block_size"] == 64 and r["dist"] == "uniform"}
 
 
 def kernel_table(path: Path) -> str:
@@ -60,7 +69,7 @@ def kernel_table(path: Path) -> str:
         out.append(f"| {r['routing']} | {r['tokens']} | {r['ours_graph_us']:.1f} | {ug or float('nan'):.1f} | {sg} | "
                    f"{r['ours_eager_us']:.1f} | {ue or float('nan'):.1f} | {se} |")
     out += ["", "Targets (DeepSeek-V3, block 64, uniform, graph time):", ""]
-    ds = {r["tokens"]: r for r in rows if r["routing"] == "DeepSeek-V3"}
+    ds = target_rows(data)
     for tokens, target in TARGETS.items():
         if tokens in ds:
             got = ds[tokens]["ours_graph_us"]
@@ -69,7 +78,7 @@ def kernel_table(path: Path) -> str:
         got = ds[16384]["ours_eager_us"]
         out.append(f"- eager at 16384 tokens: {got:.2f} µs vs target <= {EAGER_TARGET:g} µs: "
                    f"{_verdict(got, EAGER_TARGET)}")
-    out.append(_slower_line(data["rows"]))
+    out.append("- " + _slower_line(data["rows"]))
     out += ["", f"![kernel timings](bench/results/{path.with_suffix('.png').name})"]
     return "\n".join(out)
 
@@ -86,7 +95,7 @@ def _slower_line(rows: list) -> str:
                           f"{r[f'ours_{column}_us']:.2f} vs {r[f'upstream_{column}_us']:.2f} µs" for r in slower[:3])
         more = f" and {len(slower) - 3} more" if len(slower) > 3 else ""
         parts.append(f"not met in {label}, {len(slower)} of {len(rows)} swept shapes slower ({named}{more})")
-    return "- never slower than upstream: " + "; ".join(parts)
+    return "never slower than upstream: " + "; ".join(parts)
 
 
 def other_gpus_table(paths: list[Path]) -> str:
@@ -96,8 +105,7 @@ def other_gpus_table(paths: list[Path]) -> str:
     slower = []
     for path in paths:
         data = json.loads(path.read_text())
-        ds = {r["tokens"]: r for r in data["rows"]
-              if r["routing"] == "DeepSeek-V3" and r["block_size"] == 64 and r["dist"] == "uniform"}
+        ds = target_rows(data)
 
         def cell(tokens: int) -> str:
             r = ds.get(tokens)
@@ -108,7 +116,7 @@ def other_gpus_table(paths: list[Path]) -> str:
 
         out.append(f"| [{data['device']}](bench/results/{path.name}) | {data['date']} | {cell(1)} | {cell(16384)} | "
                    f"{cell(65536)} | {sum(r['correct'] for r in data['rows'])} of {len(data['rows'])} |")
-        slower.append(f"- {data['device']}: {_slower_line(data['rows'])[2:]}")
+        slower.append(f"- {data['device']}: {_slower_line(data['rows'])}")
     return "\n".join(out + [""] + slower)
 
 
