@@ -18,8 +18,10 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:-/tmp/sgl-kernel-ext-out}
 SITE=${SITE:-/tmp/site}
 mkdir -p "$OUT"
-if [ -n "${SGLANG_BUNDLE:-}" ] && [ ! -d "$SITE/sglang" ]; then
-  mkdir -p "$SITE" && tar -xJf "$SGLANG_BUNDLE" -C "$SITE" || { echo "cannot unpack $SGLANG_BUNDLE"; exit 1; }
+if [ -n "${SGLANG_BUNDLE:-}" ]; then
+  if [ ! -d "$SITE/sglang" ]; then
+    mkdir -p "$SITE" && tar -xJf "$SGLANG_BUNDLE" -C "$SITE" || { echo "cannot unpack $SGLANG_BUNDLE"; exit 1; }
+  fi
   export SGLANG_ENABLE_JIT_DEEPGEMM=${SGLANG_ENABLE_JIT_DEEPGEMM:-0}  # as the bundle's header says
 fi
 # The checkout first: the tests import the package from here (with the AOT library copied in).
