@@ -2,7 +2,12 @@
 # The kernel lab in one device call: build it, then check, ab against an older kernel, and phases.
 #
 #   bash scripts/lab_ab.sh --baseline REV FILE    # here (needs git): REV's kernel as FILE, for ab
+#   bash scripts/lab_ab.sh --variant NAME PATCH...  # here: the kernel headers with PATCHes applied, in .lab/NAME
 #   bash scripts/lab_ab.sh FILE [STAGES...]       # on the GPU machine (its copy of the tree has no git)
+#
+# LAB_NEW=.lab/NAME makes that variant the new side (default: the checkout's headers), so that one
+# device call can try several experiments against one baseline:
+#   for v in a b; do LAB_NEW=.lab/$v OUT=$OUT/$v bash scripts/lab_ab.sh .lab/base.cuh check ab; done
 #
 # STAGES: any of check ab phases time (default: check ab phases). Each stage's output goes to
 # $OUT/lab-STAGE.txt (OUT default /tmp/lab-out); LAB_AB_TOKENS, LAB_TOKENS and LAB_ROUTINGS pass
@@ -11,7 +16,20 @@
 # the current portability.cuh, so a change there needs REV's version of the changed functions
 # copied into FILE by hand.
 set -uo pipefail
+caller=$PWD
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = --variant ]; then
+  [ $# -ge 3 ] || { echo "usage: $0 --variant NAME PATCH..." >&2; exit 2; }
+  dir=.lab/$2
+  shift 2
+  rm -rf "$dir" && mkdir -p "$dir/sgl_kernel_ext" && cp -r sgl_kernel_ext/csrc "$dir/sgl_kernel_ext/"
+  for patch_file in "$@"; do
+    [[ $patch_file = /* ]] || patch_file=$caller/$patch_file
+    patch -s -p1 -d "$dir" <"$patch_file" || { echo "$patch_file does not apply" >&2; exit 1; }
+  done
+  echo "wrote $dir"
+  exit 0
+fi
 if [ "${1:-}" = --baseline ]; then
   [ $# = 3 ] || { echo "usage: $0 --baseline REV FILE" >&2; exit 2; }
   mkdir -p "$(dirname "$3")"
@@ -24,25 +42,29 @@ if [ "${1:-}" = --baseline ]; then
 fi
 [ $# -ge 1 ] && [ -f "$1" ] || { echo "usage: $0 BASELINE_FILE [check|ab|phases|time ...]" >&2; exit 2; }
 base=$(realpath "$1")
+new=${LAB_NEW:-.}/sgl_kernel_ext/csrc
+[ -f "$new/moe_align.cuh" ] || { echo "no $new/moe_align.cuh" >&2; exit 2; }
 shift
 stages=${*:-check ab phases}
 OUT=${OUT:-/tmp/lab-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
-flags=(-O3 -std=c++17 -arch=sm_90 -I sgl_kernel_ext/csrc)
+echo "new: $new/moe_align.cuh; base: $base"
+flags=(-O3 -std=c++17 -arch=sm_90 -I "$new")
+bin=$(mktemp -d)
 builds=()
-nvcc "${flags[@]}" -DSKE_BASELINE="\"$base\"" scripts/kernel_lab.cu -o /tmp/kernel_lab_ab &
+nvcc "${flags[@]}" -DSKE_BASELINE="\"$base\"" scripts/kernel_lab.cu -o "$bin/kernel_lab_ab" &
 builds+=($!)
 if [[ " $stages " == *" phases "* ]]; then
-  nvcc "${flags[@]}" -DSKE_PHASE_CLOCKS scripts/kernel_lab.cu -o /tmp/kernel_lab_phases &
+  nvcc "${flags[@]}" -DSKE_PHASE_CLOCKS scripts/kernel_lab.cu -o "$bin/kernel_lab_phases" &
   builds+=($!)
 fi
 status=0
 for b in "${builds[@]}"; do wait "$b" || status=1; done
 [ $status = 0 ] || { echo "lab build failed"; exit 1; }
 for stage in $stages; do
-  lab=/tmp/kernel_lab_ab
-  [ "$stage" = phases ] && lab=/tmp/kernel_lab_phases
+  lab=$bin/kernel_lab_ab
+  [ "$stage" = phases ] && lab=$bin/kernel_lab_phases
   t0=$SECONDS
   "$lab" "$stage" >"$OUT/lab-$stage.txt" 2>&1
   rc=$?
