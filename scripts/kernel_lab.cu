@@ -972,8 +972,14 @@ void timeline(int grid, const char* name, int tokens, int stage_pairs) {
   CK(cudaMemcpyFromSymbol(ns.data(), ske::ske_phase_ns, ns.size() * sizeof(unsigned long long)));
   unsigned long long t0 = ~0ull;
   for (int b = 0; b < grid; ++b) t0 = std::min(t0, ns[b * 16]);
-  std::printf("timeline %s %d tokens stage_pairs %d (ns after the first block's start: min/median/max over %d blocks):",
-              name, tokens, stage_pairs, grid);
+  std::vector<int> smid(grid);
+  CK(cudaMemcpyFromSymbol(smid.data(), ske::ske_phase_smid, grid * sizeof(int)));
+  std::vector<int> per_sm(*std::max_element(smid.begin(), smid.end()) + 1, 0);
+  for (int id : smid) ++per_sm[id];
+  const int sms = int(per_sm.size() - std::count(per_sm.begin(), per_sm.end(), 0));
+  std::printf("timeline %s %d tokens stage_pairs %d, %d blocks on %d multiprocessors (up to %d on one)"
+              " (ns after the first block's start: min/median/max over the blocks):",
+              name, tokens, stage_pairs, grid, sms, *std::max_element(per_sm.begin(), per_sm.end()));
   for (int k = 0; k < 8; ++k) {
     std::vector<long long> v;
     for (int b = 0; b < grid; ++b)

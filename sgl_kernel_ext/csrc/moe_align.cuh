@@ -518,18 +518,26 @@ __global__ void __launch_bounds__(kBlockThreads) moe_align_tiny_kernel(const Moe
 
 #if defined(SKE_PHASE_CLOCKS)
 // Lab builds only: clock64() of thread 0 at each phase boundary, per block, and the GPU's
-// global timer (ns, comparable across multiprocessors) at the same points.
+// global timer (ns, comparable across multiprocessors) at the same points; and the
+// multiprocessor each block ran on (whether the blocks of a grid share multiprocessors).
 __device__ long long ske_phase_clocks[4096 * 16];
 __device__ unsigned long long ske_phase_ns[4096 * 16];
+__device__ int ske_phase_smid[4096];
 __device__ __forceinline__ unsigned long long ske_global_ns() {
   unsigned long long t;
   asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
   return t;
 }
-#define SKE_PHASE(k)                                          \
-  if (threadIdx.x == 0 && blockIdx.x < 4096) {                \
-    ske_phase_clocks[blockIdx.x * 16 + (k)] = clock64();      \
-    ske_phase_ns[blockIdx.x * 16 + (k)] = ske_global_ns();    \
+__device__ __forceinline__ int ske_smid() {
+  int id;
+  asm volatile("mov.u32 %0, %%smid;" : "=r"(id));
+  return id;
+}
+#define SKE_PHASE(k)                                                  \
+  if (threadIdx.x == 0 && blockIdx.x < 4096) {                        \
+    ske_phase_clocks[blockIdx.x * 16 + (k)] = clock64();              \
+    ske_phase_ns[blockIdx.x * 16 + (k)] = ske_global_ns();            \
+    if ((k) == 0) ske_phase_smid[blockIdx.x] = ske_smid();            \
   }
 #else
 #define SKE_PHASE(k)
