@@ -22,7 +22,7 @@ if [ "${1:-}" = --variant ]; then
   [ $# -ge 3 ] || { echo "usage: $0 --variant NAME PATCH..." >&2; exit 2; }
   dir=.lab/$2
   shift 2
-  rm -rf "$dir" && mkdir -p "$dir/sgl_kernel_ext" && cp -r sgl_kernel_ext/csrc "$dir/sgl_kernel_ext/"
+  rm -rf "$dir" && mkdir -p "$dir/sgl_kernel_ext/csrc" && cp sgl_kernel_ext/csrc/*.cuh "$dir/sgl_kernel_ext/csrc/"
   for patch_file in "$@"; do
     [[ $patch_file = /* ]] || patch_file=$caller/$patch_file
     patch -s -p1 -d "$dir" <"$patch_file" || { echo "$patch_file does not apply" >&2; exit 1; }
