@@ -81,6 +81,9 @@ for stage in $stages; do
     awk -F, 'NR > 1 && $12 != "" { s += $12; n++; if ($7 != "0") { ss += $12; sn++ } }
       END { if (n) printf "ab: new/base mean %.3f over %d shapes", s / n, n;
             if (sn) printf ", %.3f over the %d staged", ss / sn, sn; print "" }' "$OUT/lab-ab.txt"
+    awk -F, 'NR > 1 && $12 != "" { s[$2] += $12; n[$2]++; if ($12 > w[$2]) w[$2] = $12 }
+      END { printf "ab by tokens (mean, worst):"; for (t in n) printf " %s %.3f %.3f;", t, s[t] / n[t], w[t]; print "" }' \
+      "$OUT/lab-ab.txt"
   fi
 done
 exit $status
