@@ -81,8 +81,10 @@ for stage in $stages; do
     awk -F, 'NR > 1 && $12 != "" { s += $12; n++; if ($7 != "0") { ss += $12; sn++ } }
       END { if (n) printf "ab: new/base mean %.3f over %d shapes", s / n, n;
             if (sn) printf ", %.3f over the %d staged", ss / sn, sn; print "" }' "$OUT/lab-ab.txt"
-    awk -F, 'NR > 1 && $12 != "" { s[$2] += $12; n[$2]++; if ($12 > w[$2]) w[$2] = $12 }
-      END { printf "ab by tokens (mean, worst):"; for (t in n) printf " %s %.3f %.3f;", t, s[t] / n[t], w[t]; print "" }' \
+    awk -F, 'NR > 1 && $12 != "" { if (!($2 in n)) k[++m] = $2 + 0; s[$2] += $12; n[$2]++; if ($12 > w[$2]) w[$2] = $12 }
+      END { for (i = 2; i <= m; ++i) for (j = i; j > 1 && k[j - 1] > k[j]; --j) { t = k[j]; k[j] = k[j - 1]; k[j - 1] = t }
+            printf "ab by tokens (mean, worst):";
+            for (i = 1; i <= m; ++i) printf " %d %.3f %.3f;", k[i], s[k[i]] / n[k[i]], w[k[i]]; print "" }' \
       "$OUT/lab-ab.txt"
   fi
 done
