@@ -167,7 +167,7 @@ def main() -> int:
     if kernel:
         text = replace(text, "kernel-results", kernel_table(kernel))
     others = [f for f in per_device.values() if f != kernel]
-    if others and "<!-- kernel-other-gpus:begin -->" in text:
+    if others:
         text = replace(text, "kernel-other-gpus", other_gpus_table(others))
     e2e = newest("e2e-nvidia-*.json") or newest("e2e-amd-*.json")
     if e2e and "<!-- e2e-results:begin -->" in text:
