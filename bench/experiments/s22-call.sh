@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The first device call planned for the twenty-second session (bench/NOTES.md): the merged
+# branch experiment/dependent-launch-and-rank-while-counting against main's kernel in the lab,
+# with and without programmatic dependent launch, then its GPU tests and the sanitizer, in one call
+# of at most 600 s (each part bounded, the likeliest verdicts first; outputs under $OUT).
+#   git checkout main && bash bench/experiments/s22-call.sh --prepare   # here: .lab (needs main's kernel)
+#   git checkout experiment/dependent-launch-and-rank-while-counting
+#   bash bench/experiments/s22-call.sh                                  # on the device, carrying .lab
+# The branch's portability.cuh has launch_ex where main's has launch_clusters (the same launch
+# without the dependent flag), so main's kernel is the baseline with that one name changed.
+cd "$(dirname "$0")/../.."
+if [ "${1:-}" = --prepare ]; then
+  bash bench/experiments/s21-lab.sh --prepare &&
+    sed 's/\blaunch_clusters\b/launch_ex/g' .lab/base.cuh >.lab/base-launch-ex.cuh &&
+    echo "wrote .lab/base-launch-ex.cuh"
+  exit
+fi
+OUT=${OUT:-/tmp/s22-out}
+base=.lab/base-launch-ex.cuh
+LAB_AB_TOKENS=1,16,512,2048,8192,16384,32768,65536 OUT=$OUT/branch timeout 170 \
+  bash scripts/lab_ab.sh $base check ab phases
+LAB_NO_PDL=1 LAB_AB_TOKENS=1,1024,4096,16384,65536 OUT=$OUT/branch-no-pdl timeout 80 \
+  bash scripts/lab_ab.sh $base ab
+OUT=$OUT/gpu-check TORCH_CUDA_ARCH_LIST=9.0 STAGE_TIMEOUT=110 bash scripts/gpu_check.sh build test
+left=$((590 - SECONDS))
+[ $left -gt 30 ] && OUT=$OUT/gpu-check-sanitize STAGE_TIMEOUT=$left bash scripts/gpu_check.sh sanitize
