@@ -13,8 +13,9 @@
 # $OUT/lab-STAGE.txt (OUT default /tmp/lab-out); LAB_AB_TOKENS, LAB_TOKENS and LAB_ROUTINGS pass
 # through to the lab (scripts/kernel_lab.cu's header). FILE is REV's moe_align.cuh in namespace
 # ske_base, with the functions whose int arguments would match ::ske's alike renamed; it includes
-# the current portability.cuh, so a change there needs REV's version of the changed functions
-# copied into FILE by hand.
+# the new side's portability.cuh, so a change there needs REV's version of the changed functions
+# copied into FILE by hand; only launch_clusters, which became launch_ex (the same launch without
+# its dependent flag), is renamed here where the new side has no launch_clusters.
 set -uo pipefail
 caller=$PWD
 cd "$(dirname "$0")/.."
@@ -52,6 +53,10 @@ nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
 echo "new: $new/moe_align.cuh; base: $base"
 flags=(-O3 -std=c++17 -arch=sm_90 -I "$new")
 bin=$(mktemp -d)
+if ! grep -q '\blaunch_clusters\b' "$new/portability.cuh"; then
+  sed 's/\blaunch_clusters\b/launch_ex/g' "$base" >"$bin/base.cuh"
+  base=$bin/base.cuh
+fi
 builds=()
 nvcc "${flags[@]}" -DSKE_BASELINE="\"$base\"" scripts/kernel_lab.cu -o "$bin/kernel_lab_ab" &
 builds+=($!)

@@ -3,21 +3,13 @@
 # branch experiment/dependent-launch-and-rank-while-counting against main's kernel in the lab,
 # with and without programmatic dependent launch, then its GPU tests and the sanitizer, in one call
 # of at most 600 s (each part bounded, the likeliest verdicts first; outputs under $OUT).
-#   git checkout main && bash bench/experiments/s22-call.sh --prepare   # here: .lab (needs main's kernel)
+#   git checkout main && bash bench/experiments/s21-lab.sh --prepare   # here: .lab (needs main's kernel)
 #   git checkout experiment/dependent-launch-and-rank-while-counting
-#   bash bench/experiments/s22-call.sh                                  # on the device, carrying .lab
-# The branch's portability.cuh has launch_ex where main's has launch_clusters (the same launch
-# without the dependent flag), so main's kernel is the baseline with that one name changed.
+#   bash bench/experiments/s22-call.sh                                 # on the device, carrying .lab
 cd "$(dirname "$0")/../.."
-if [ "${1:-}" = --prepare ]; then
-  bash bench/experiments/s21-lab.sh --prepare &&
-    sed 's/\blaunch_clusters\b/launch_ex/g' .lab/base.cuh >.lab/base-launch-ex.cuh &&
-    echo "wrote .lab/base-launch-ex.cuh"
-  exit
-fi
 OUT=${OUT:-/tmp/s22-out}
 mkdir -p $OUT
-base=.lab/base-launch-ex.cuh
+base=.lab/base.cuh
 export TORCH_CUDA_ARCH_LIST=9.0
 # The extension's JIT build (one nvcc, a minute or two) beside the lab: its timings are graph
 # replays, interleaved base and new, so a busy CPU core touches both sides alike.
