@@ -50,13 +50,13 @@ stages=${*:-check ab phases}
 OUT=${OUT:-/tmp/lab-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,clocks.sm,clocks.mem --format=csv,noheader
-echo "new: $new/moe_align.cuh; base: $base"
 flags=(-O3 -std=c++17 -arch=sm_90 -I "$new")
 bin=$(mktemp -d)
 if ! grep -q '\blaunch_clusters\b' "$new/portability.cuh"; then
   sed 's/\blaunch_clusters\b/launch_ex/g' "$base" >"$bin/base.cuh"
   base=$bin/base.cuh
 fi
+echo "new: $new/moe_align.cuh; base: $base"
 builds=()
 nvcc "${flags[@]}" -DSKE_BASELINE="\"$base\"" scripts/kernel_lab.cu -o "$bin/kernel_lab_ab" &
 builds+=($!)
